@@ -1,0 +1,282 @@
+//! The per-node registry: storage for every family of the manifest plus the elastickv
+//! observers and collectors built on it.
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::encode::{self, Encoder, Format};
+use crate::manifest::schema::FamilyDesc;
+use crate::manifest::{family, SCHEMA};
+use crate::snapshot::Snapshot;
+use crate::storage::Store;
+
+use super::dispatch::DispatchCollector;
+use super::dynamodb::DynamoDbObserver;
+use super::lease::LeaseReadObserver;
+use super::lua::{LuaFastPathObserver, LuaScriptObserver};
+use super::pebble::{self, PebbleCollector};
+use super::raft::{RaftObserver, RaftProposalObserver};
+use super::redis::RedisObserver;
+use super::sqs::{SqsDepthObserver, SqsMetrics};
+use super::write_conflict::WriteConflictCollector;
+
+/// Buffers one scrape reuses; a few are pooled so concurrent scrapes do not wait for each other.
+struct ScrapeBuffers {
+    snapshot: Snapshot,
+    encoder: Encoder,
+}
+
+const POOLED_SCRAPE_BUFFERS: usize = 4;
+
+struct Inner {
+    store: &'static Store,
+    node_id: String,
+    node_address: String,
+    const_labels: String,
+    scrape_pool: Mutex<Vec<ScrapeBuffers>>,
+    redis: OnceLock<RedisObserver>,
+    dynamodb: OnceLock<DynamoDbObserver>,
+    lua: OnceLock<LuaScriptObserver>,
+    dispatch: OnceLock<DispatchCollector>,
+    pebble: OnceLock<PebbleCollector>,
+    write_conflict: OnceLock<WriteConflictCollector>,
+    raft: OnceLock<RaftObserver>,
+    sqs: OnceLock<SqsMetrics>,
+    sqs_depth: OnceLock<SqsDepthObserver>,
+}
+
+/// The metric registry of one elastickv node: all 58 families of `metrics.toml`, every series
+/// labelled with `node_id` and `node_address`.
+///
+/// Cloning is cheap and shares everything. Registries are independent of each other (series,
+/// cardinality budgets, collector state). A registry's cells live for the rest of the process
+/// (see [`Store`]): create one per node at start-up.
+///
+/// Every accessor is idempotent: calling it twice returns handles onto the same state, so two
+/// parts of a program that each ask for "the dispatch collector" never double count (the Go
+/// reference hands out fresh collectors per call; see the README's divergences).
+///
+/// ```
+/// use elastickv_metrics::{Registry, encode::Format};
+///
+/// let registry = Registry::new("n1", "10.0.0.1:50051");
+/// registry.lease_read_observer().observe(true);
+/// let text = registry.render(Format::Text);
+/// assert!(text.contains(r#"elastickv_lease_read_total{outcome="hit",node_id="n1",node_address="10.0.0.1:50051"} 1"#));
+/// ```
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+impl Registry {
+    /// A registry whose series all carry `node_id` and `node_address` (verbatim).
+    pub fn new(node_id: &str, node_address: &str) -> Registry {
+        let store = Store::new(&SCHEMA);
+        let mut const_labels = Vec::new();
+        for (i, (name, value)) in SCHEMA
+            .const_labels
+            .iter()
+            .zip([node_id, node_address])
+            .enumerate()
+        {
+            if i > 0 {
+                const_labels.push(b',');
+            }
+            const_labels.extend_from_slice(name.as_bytes());
+            const_labels.extend_from_slice(b"=\"");
+            crate::format::escape::write_label_value(&mut const_labels, value);
+            const_labels.push(b'"');
+        }
+        // The one unlabelled family exists from the start, as in the reference.
+        store.histogram(family::elastickv_lua_conflict_retries());
+        Registry {
+            inner: Arc::new(Inner {
+                store,
+                node_id: node_id.to_string(),
+                node_address: node_address.to_string(),
+                const_labels: String::from_utf8(const_labels).expect("escaping keeps UTF-8"),
+                scrape_pool: Mutex::new(Vec::new()),
+                redis: OnceLock::new(),
+                dynamodb: OnceLock::new(),
+                lua: OnceLock::new(),
+                dispatch: OnceLock::new(),
+                pebble: OnceLock::new(),
+                write_conflict: OnceLock::new(),
+                raft: OnceLock::new(),
+                sqs: OnceLock::new(),
+                sqs_depth: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// The process-wide default registry (empty `node_id` and `node_address`), used by a
+    /// metrics handler that was given no registry.
+    pub fn global() -> &'static Registry {
+        static GLOBAL: OnceLock<Registry> = OnceLock::new();
+        GLOBAL.get_or_init(|| Registry::new("", ""))
+    }
+
+    /// The `node_id` label value.
+    pub fn node_id(&self) -> &str {
+        &self.inner.node_id
+    }
+
+    /// The `node_address` label value.
+    pub fn node_address(&self) -> &str {
+        &self.inner.node_address
+    }
+
+    /// Low-level access to the cells, for code that resolves series itself with the generated
+    /// `manifest::family` functions.
+    pub fn store(&self) -> &'static Store {
+        self.inner.store
+    }
+
+    /// Appends the exposition of every family in `format` to `out`, without the closing
+    /// `# EOF` of OpenMetrics (see [`encode::finish`]).
+    pub fn encode(&self, format: Format, out: &mut Vec<u8>) {
+        self.encode_where(format, |_| true, out);
+    }
+
+    /// Like [`encode`](Self::encode), for the families whose name `keep` accepts.
+    pub fn encode_where(&self, format: Format, mut keep: impl FnMut(&str) -> bool, out: &mut Vec<u8>) {
+        let pooled = self
+            .inner
+            .scrape_pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
+        let mut buffers = pooled.unwrap_or_else(|| ScrapeBuffers {
+            snapshot: Snapshot::new(),
+            encoder: Encoder::new(),
+        });
+        buffers
+            .snapshot
+            .capture_where(self.inner.store, |f: &FamilyDesc| keep(f.name));
+        buffers
+            .encoder
+            .encode(&buffers.snapshot, &self.inner.const_labels, format, out);
+        let mut pool = self.inner.scrape_pool.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < POOLED_SCRAPE_BUFFERS {
+            pool.push(buffers);
+        }
+    }
+
+    /// The complete exposition as a string (with `# EOF` for OpenMetrics).
+    pub fn render(&self, format: Format) -> String {
+        let mut out = Vec::new();
+        self.encode(format, &mut out);
+        encode::finish(format, &mut out);
+        String::from_utf8(out).expect("the exposition is UTF-8")
+    }
+
+    /// A point-in-time copy of every series, for tests and custom exporters.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut snapshot = Snapshot::new();
+        snapshot.capture(self.inner.store);
+        snapshot
+    }
+
+    /// The Redis request observer (one per registry).
+    pub fn redis_observer(&self) -> RedisObserver {
+        self.inner
+            .redis
+            .get_or_init(|| RedisObserver::new(self.inner.store))
+            .clone()
+    }
+
+    /// The DynamoDB request observer (one per registry, sharing the 512-table budget).
+    pub fn dynamodb_observer(&self) -> DynamoDbObserver {
+        self.inner
+            .dynamodb
+            .get_or_init(|| DynamoDbObserver::new(self.inner.store))
+            .clone()
+    }
+
+    /// The Lua script observer (one per registry).
+    pub fn lua_observer(&self) -> LuaScriptObserver {
+        self.inner
+            .lua
+            .get_or_init(|| LuaScriptObserver::new(self.inner.store))
+            .clone()
+    }
+
+    /// The Lua `redis.call()` fast-path observer; `for_command` pre-resolves per-command
+    /// bundles.
+    pub fn lua_fast_path_observer(&self) -> LuaFastPathObserver {
+        LuaFastPathObserver::new(self.inner.store)
+    }
+
+    /// The lease-read observer.
+    pub fn lease_read_observer(&self) -> LeaseReadObserver {
+        LeaseReadObserver::new(self.inner.store)
+    }
+
+    /// The raft observer (one per registry, remembering the series it must later delete).
+    pub fn raft_observer(&self) -> RaftObserver {
+        self.inner
+            .raft
+            .get_or_init(|| RaftObserver::new(self.inner.store))
+            .clone()
+    }
+
+    /// The proposal-failure observer of raft group `group_id`.
+    pub fn raft_proposal_observer(&self, group_id: u64) -> RaftProposalObserver {
+        RaftProposalObserver::new(self.inner.store, group_id)
+    }
+
+    /// The raft dispatch collector (one per registry, one delta baseline per group).
+    pub fn dispatch_collector(&self) -> DispatchCollector {
+        self.inner
+            .dispatch
+            .get_or_init(|| DispatchCollector::new(self.inner.store))
+            .clone()
+    }
+
+    /// The Pebble LSM collector (one per registry).
+    pub fn pebble_collector(&self) -> PebbleCollector {
+        self.inner
+            .pebble
+            .get_or_init(|| PebbleCollector::new(self.inner.store))
+            .clone()
+    }
+
+    /// Sets the two-row FSM apply sync-mode gauge: `sync` or `nosync` (anything else counts
+    /// as `sync`).
+    pub fn set_fsm_apply_sync_mode(&self, label: &str) {
+        pebble::set_fsm_apply_sync_mode(self.inner.store, label);
+    }
+
+    /// The MVCC write-conflict collector (one per registry).
+    pub fn write_conflict_collector(&self) -> WriteConflictCollector {
+        self.inner
+            .write_conflict
+            .get_or_init(|| WriteConflictCollector::new(self.inner.store))
+            .clone()
+    }
+
+    /// The SQS metrics: HT-FIFO partition counters, queue-depth gauges and forget-queue.
+    pub fn sqs_partition_observer(&self) -> SqsMetrics {
+        self.inner
+            .sqs
+            .get_or_init(|| SqsMetrics::new(self.inner.store))
+            .clone()
+    }
+
+    /// The SQS queue-depth poller (the same instance every call).
+    pub fn sqs_observer(&self) -> SqsDepthObserver {
+        self.inner
+            .sqs_depth
+            .get_or_init(|| SqsDepthObserver::new(self.sqs_partition_observer()))
+            .clone()
+    }
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("node_id", &self.inner.node_id)
+            .field("node_address", &self.inner.node_address)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,8 @@
+pub mod elastickv;
+pub mod encode;
+pub mod format;
+pub mod manifest;
+pub mod snapshot;
+pub mod storage;
+
+pub use elastickv::Registry;

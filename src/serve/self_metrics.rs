@@ -1,0 +1,242 @@
+//! The metrics handler's own families, as client_golang's `promhttp` exposes them:
+//! scrapes by status code and scrapes in flight.
+//!
+//! They live in the server, not the registry (SPEC 1.1 keeps the registry free of handler
+//! metrics), and are appended after the registry's families in the negotiated format.
+
+use std::io::Write as _;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+
+use crate::encode::Format;
+
+use super::NameFilter;
+
+const IN_FLIGHT: &str = "promhttp_metric_handler_requests_in_flight";
+const IN_FLIGHT_HELP: &str = "Current number of scrapes being served.";
+/// The counter's family name; its samples and the text-format metadata add `_total`.
+const REQUESTS: &str = "promhttp_metric_handler_requests";
+const REQUESTS_TOTAL: &str = "promhttp_metric_handler_requests_total";
+const REQUESTS_HELP: &str = "Total number of scrapes by HTTP status code.";
+
+/// HELP text is written verbatim, which is only right if it needs no escaping in either format
+/// (text escapes `\` and LF; OpenMetrics also `"`). Checked at compile time.
+const fn needs_no_escaping(help: &str) -> bool {
+    let bytes = help.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if matches!(bytes[i], b'\\' | b'\n' | b'"') {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+const _: () = assert!(needs_no_escaping(IN_FLIGHT_HELP) && needs_no_escaping(REQUESTS_HELP));
+
+/// The status codes a scrape can end with, in exposition order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Ok = 0,
+    Failed = 1,
+    Unavailable = 2,
+}
+
+const CODES: [&str; 3] = ["200", "500", "503"];
+
+/// Counters kept by the server with plain atomics.
+///
+/// Every access is `Relaxed`: each value is an independent tally that publishes no other data,
+/// and read-modify-write operations on one location are totally ordered whatever the ordering,
+/// so the admission cap can never be exceeded.
+pub(crate) struct HandlerStats {
+    in_flight: AtomicUsize,
+    requests: [AtomicU64; 3],
+    /// 0 = unlimited, as client_golang's `MaxRequestsInFlight`.
+    cap: usize,
+}
+
+/// One admitted scrape; dropping it releases its slot under the cap.
+pub(crate) struct ScrapePermit(Arc<HandlerStats>);
+
+impl Drop for ScrapePermit {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+impl HandlerStats {
+    /// Stats for a handler admitting at most `cap` simultaneous scrapes (0 = unlimited).
+    pub(crate) fn new(cap: usize) -> Arc<Self> {
+        Arc::new(HandlerStats {
+            in_flight: AtomicUsize::new(0),
+            requests: Default::default(),
+            cap,
+        })
+    }
+
+    /// Admits a scrape unless `cap` scrapes are already in flight.
+    ///
+    /// The in-flight gauge reads this same admission counter, so it never counts rejected
+    /// scrapes (client_golang's gauge briefly does).
+    pub(crate) fn try_admit(self: &Arc<Self>) -> Option<ScrapePermit> {
+        let cap = if self.cap == 0 { usize::MAX } else { self.cap };
+        self.in_flight
+            .fetch_update(Relaxed, Relaxed, |n| (n < cap).then_some(n + 1))
+            .ok()
+            .map(|_| ScrapePermit(Arc::clone(self)))
+    }
+
+    /// Counts a finished scrape.
+    pub(crate) fn count(&self, outcome: Outcome) {
+        self.requests[outcome as usize].fetch_add(1, Relaxed);
+    }
+
+    /// The configured cap (0 = unlimited).
+    pub(crate) fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// Appends the self-metric families that pass `filter` to `out` in `format`.
+    pub(crate) fn encode(&self, format: Format, filter: &NameFilter, out: &mut Vec<u8>) {
+        // Writing to a Vec cannot fail.
+        let _ = self.write(format, filter, out);
+    }
+
+    fn write(&self, format: Format, filter: &NameFilter, out: &mut Vec<u8>) -> std::io::Result<()> {
+        // Families in name order, as client_golang's gatherer sorts them.
+        if filter.allows(IN_FLIGHT) {
+            write_metadata(out, format, IN_FLIGHT, "gauge", IN_FLIGHT_HELP)?;
+            writeln!(out, "{IN_FLIGHT} {}", self.in_flight.load(Relaxed))?;
+        }
+        // The filter sees the text-format name (with `_total`), the name scrapers know.
+        if filter.allows(REQUESTS_TOTAL) {
+            let family = match format {
+                Format::Text => REQUESTS_TOTAL,
+                // OpenMetrics names the counter family without its `_total` sample suffix.
+                Format::OpenMetrics => REQUESTS,
+            };
+            write_metadata(out, format, family, "counter", REQUESTS_HELP)?;
+            for (code, count) in CODES.iter().zip(&self.requests) {
+                writeln!(
+                    out,
+                    "{REQUESTS_TOTAL}{{code=\"{code}\"}} {}",
+                    count.load(Relaxed)
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_metadata(
+    out: &mut Vec<u8>,
+    format: Format,
+    family: &str,
+    kind: &str,
+    help: &str,
+) -> std::io::Result<()> {
+    match format {
+        // client_golang's order for text.
+        Format::Text => write!(out, "# HELP {family} {help}\n# TYPE {family} {kind}\n"),
+        // The order the OpenMetrics spec recommends.
+        Format::OpenMetrics => write!(out, "# TYPE {family} {kind}\n# HELP {family} {help}\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(stats: &HandlerStats, format: Format, filter: &NameFilter) -> String {
+        let mut out = Vec::new();
+        stats.encode(format, filter, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn text_exposition_uses_total_names_everywhere() {
+        let stats = HandlerStats::new(10);
+        let _permit = stats.try_admit().unwrap();
+        stats.count(Outcome::Ok);
+        stats.count(Outcome::Ok);
+        stats.count(Outcome::Unavailable);
+        assert_eq!(
+            render(&stats, Format::Text, &NameFilter::all()),
+            "# HELP promhttp_metric_handler_requests_in_flight Current number of scrapes being served.\n\
+             # TYPE promhttp_metric_handler_requests_in_flight gauge\n\
+             promhttp_metric_handler_requests_in_flight 1\n\
+             # HELP promhttp_metric_handler_requests_total Total number of scrapes by HTTP status code.\n\
+             # TYPE promhttp_metric_handler_requests_total counter\n\
+             promhttp_metric_handler_requests_total{code=\"200\"} 2\n\
+             promhttp_metric_handler_requests_total{code=\"500\"} 0\n\
+             promhttp_metric_handler_requests_total{code=\"503\"} 1\n"
+        );
+    }
+
+    #[test]
+    fn openmetrics_counter_metadata_drops_total() {
+        let stats = HandlerStats::new(10);
+        assert_eq!(
+            render(&stats, Format::OpenMetrics, &NameFilter::all()),
+            "# TYPE promhttp_metric_handler_requests_in_flight gauge\n\
+             # HELP promhttp_metric_handler_requests_in_flight Current number of scrapes being served.\n\
+             promhttp_metric_handler_requests_in_flight 0\n\
+             # TYPE promhttp_metric_handler_requests counter\n\
+             # HELP promhttp_metric_handler_requests Total number of scrapes by HTTP status code.\n\
+             promhttp_metric_handler_requests_total{code=\"200\"} 0\n\
+             promhttp_metric_handler_requests_total{code=\"500\"} 0\n\
+             promhttp_metric_handler_requests_total{code=\"503\"} 0\n"
+        );
+    }
+
+    #[test]
+    fn filter_selects_families_by_text_name() {
+        let stats = HandlerStats::new(10);
+        let only_total = NameFilter::from_names([REQUESTS_TOTAL]);
+        let om = render(&stats, Format::OpenMetrics, &only_total);
+        assert!(om.contains("# TYPE promhttp_metric_handler_requests counter"));
+        assert!(!om.contains(IN_FLIGHT));
+        assert_eq!(
+            render(&stats, Format::Text, &NameFilter::from_names(["x"])),
+            ""
+        );
+    }
+
+    #[test]
+    fn admission_stops_at_the_cap_and_resumes_on_release() {
+        let stats = HandlerStats::new(2);
+        let a = stats.try_admit().unwrap();
+        let _b = stats.try_admit().unwrap();
+        assert!(stats.try_admit().is_none());
+        drop(a);
+        assert!(stats.try_admit().is_some());
+    }
+
+    #[test]
+    fn zero_cap_means_unlimited() {
+        let stats = HandlerStats::new(0);
+        let permits: Vec<_> = (0..100).map(|_| stats.try_admit().unwrap()).collect();
+        assert_eq!(stats.in_flight.load(Relaxed), permits.len());
+    }
+
+    #[test]
+    fn concurrent_admission_never_exceeds_the_cap() {
+        let stats = HandlerStats::new(3);
+        let max_seen = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..10_000 {
+                        if let Some(p) = stats.try_admit() {
+                            max_seen.fetch_max(stats.in_flight.load(Relaxed), Relaxed);
+                            drop(p);
+                        }
+                    }
+                });
+            }
+        });
+        assert!(max_seen.load(Relaxed) <= 3);
+        assert_eq!(stats.in_flight.load(Relaxed), 0);
+    }
+}

@@ -1,0 +1,397 @@
+//! The connection loop both servers share: accept, serve HTTP/1.1 with a header-read timeout,
+//! and shut down gracefully within a deadline.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::header::AUTHORIZATION;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use super::auth::{self, BearerAuth};
+use super::body::Body;
+use super::ServeError;
+
+/// Timeouts shared by the metrics and profiling servers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// How long a client may take to send a request's headers before its connection is
+    /// dropped (default 1 s, as the reference). It also bounds how long an idle keep-alive
+    /// connection stays open, as Go's `ReadHeaderTimeout` does when no idle timeout is set.
+    /// There is deliberately no read or write timeout: profiles stream for minutes.
+    pub header_read_timeout: Duration,
+    /// How long a graceful shutdown waits for open connections before closing them and
+    /// reporting failure (default 5 s, as the reference).
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            header_read_timeout: Duration::from_secs(1),
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What a server does with a request that passed the bearer check.
+pub(crate) trait Handler: Send + Sync + 'static {
+    /// Answers one request; never fails (errors are responses).
+    fn handle(&self, req: Request<Incoming>) -> impl Future<Output = Response<Body>> + Send;
+}
+
+/// A protected handler plus the state that lets another task shut its serving down.
+pub(crate) struct Server<H> {
+    shared: Arc<Shared<H>>,
+}
+
+impl<H> Clone for Server<H> {
+    fn clone(&self) -> Self {
+        Server {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+struct Shared<H> {
+    /// "metrics" or "pprof", for logs.
+    name: &'static str,
+    handler: H,
+    auth: Option<BearerAuth>,
+    config: ServerConfig,
+    /// Cancelled when shutdown starts: stop accepting, finish in-flight requests, close.
+    closing: CancellationToken,
+    /// Cancelled when the shutdown deadline passes: drop whatever is still open.
+    force_close: CancellationToken,
+    /// What is still running; shutdown waits for it to drain.
+    activity: watch::Sender<Activity>,
+}
+
+/// Running accept loops and open connections.
+///
+/// Accept loops count too, so a connection accepted while shutdown starts is registered before
+/// the loop that accepted it finishes, and shutdown cannot miss it.
+#[derive(Clone, Copy, Debug, Default)]
+struct Activity {
+    accept_loops: usize,
+    connections: usize,
+}
+
+#[derive(Clone, Copy)]
+enum Tracked {
+    AcceptLoop,
+    Connection,
+}
+
+/// Counts one accept loop or connection for as long as it lives (also through a panic).
+struct ActivityGuard {
+    activity: watch::Sender<Activity>,
+    kind: Tracked,
+}
+
+impl ActivityGuard {
+    fn new(activity: &watch::Sender<Activity>, kind: Tracked) -> Self {
+        activity.send_modify(|a| *a.slot(kind) += 1);
+        ActivityGuard {
+            activity: activity.clone(),
+            kind,
+        }
+    }
+}
+
+impl Drop for ActivityGuard {
+    fn drop(&mut self) {
+        self.activity.send_modify(|a| *a.slot(self.kind) -= 1);
+    }
+}
+
+impl Activity {
+    fn slot(&mut self, kind: Tracked) -> &mut usize {
+        match kind {
+            Tracked::AcceptLoop => &mut self.accept_loops,
+            Tracked::Connection => &mut self.connections,
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.accept_loops == 0 && self.connections == 0
+    }
+}
+
+impl<H: Handler> Server<H> {
+    /// A server for `handler`, protected by `token` as SPEC 3.17 describes.
+    pub(crate) fn new(
+        name: &'static str,
+        handler: H,
+        token: &str,
+        config: ServerConfig,
+    ) -> Result<Self, ServeError> {
+        Ok(Server {
+            shared: Arc::new(Shared {
+                name,
+                handler,
+                auth: BearerAuth::from_token(token)?,
+                config,
+                closing: CancellationToken::new(),
+                force_close: CancellationToken::new(),
+                activity: watch::Sender::new(Activity::default()),
+            }),
+        })
+    }
+
+    pub(crate) fn is_protected(&self) -> bool {
+        self.shared.auth.is_some()
+    }
+
+    pub(crate) fn config(&self) -> ServerConfig {
+        self.shared.config
+    }
+
+    pub(crate) fn handler(&self) -> &H {
+        &self.shared.handler
+    }
+
+    /// Accepts connections on `listener` until shutdown starts (then `Ok`), or until accepting
+    /// fails in a way retrying cannot fix.
+    pub(crate) async fn serve(&self, listener: TcpListener, address: &str) -> Result<(), ServeError> {
+        let shared = &self.shared;
+        let name = shared.name;
+        if shared.closing.is_cancelled() {
+            // Go's `Serve` after `Shutdown` returns `ErrServerClosed`, which callers treat as
+            // a clean stop.
+            info!(server = name, address, "{name} server already shut down; not serving");
+            return Ok(());
+        }
+        let _accepting = ActivityGuard::new(&shared.activity, Tracked::AcceptLoop);
+        info!(
+            server = name,
+            address,
+            protected = shared.auth.is_some(),
+            "starting {name} server"
+        );
+        let mut backoff = Duration::ZERO;
+        loop {
+            let accepted = tokio::select! {
+                biased;
+                () = shared.closing.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, _peer)) => {
+                    backoff = Duration::ZERO;
+                    self.spawn_connection(stream);
+                }
+                Err(e) if is_transient(&e) => {
+                    // Go's accept loop backs off the same way (5 ms doubling to 1 s), so fd
+                    // exhaustion does not turn into a busy loop.
+                    backoff = (backoff * 2).clamp(Duration::from_millis(5), Duration::from_secs(1));
+                    warn!(server = name, address, error = %e, retry_in = ?backoff, "accept failed; retrying");
+                    tokio::select! {
+                        biased;
+                        () = shared.closing.cancelled() => break,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                }
+                Err(source) => {
+                    error!(server = name, address, error = %source, "{name} server stopped: accept failed");
+                    return Err(ServeError::Accept {
+                        address: address.to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+        info!(server = name, address, "{name} server stopped accepting connections");
+        Ok(())
+    }
+
+    fn spawn_connection(&self, stream: TcpStream) {
+        // Responses are written whole; Nagle's algorithm would only delay their last segment.
+        let _ = stream.set_nodelay(true);
+        let guard = ActivityGuard::new(&self.shared.activity, Tracked::Connection);
+        let shared = Arc::clone(&self.shared);
+        tokio::spawn(async move {
+            let _guard = guard;
+            let service = {
+                let shared = Arc::clone(&shared);
+                service_fn(move |req| {
+                    let shared = Arc::clone(&shared);
+                    async move { Ok::<_, Infallible>(shared.respond(req).await) }
+                })
+            };
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(shared.config.header_read_timeout);
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                result = conn.as_mut() => result,
+                () = shared.closing.cancelled() => {
+                    // Finish the request in flight (if any), then close.
+                    conn.as_mut().graceful_shutdown();
+                    tokio::select! {
+                        result = conn.as_mut() => result,
+                        () = shared.force_close.cancelled() => Ok(()),
+                    }
+                }
+            };
+            if let Err(e) = result {
+                // Header timeouts, resets and malformed requests are the client's doing.
+                debug!(server = shared.name, error = %e, "connection closed with an error");
+            }
+        });
+    }
+
+    /// Starts a graceful shutdown and waits for every connection to close, at most
+    /// `shutdown_timeout`; past it the stragglers are dropped and the shutdown reports failure.
+    pub(crate) async fn shutdown(&self, address: &str) -> Result<(), ServeError> {
+        let shared = &self.shared;
+        let name = shared.name;
+        shared.closing.cancel();
+        let mut activity = shared.activity.subscribe();
+        let timeout = shared.config.shutdown_timeout;
+        // `wait_for` only errs once the sender is gone, and `shared` owns it.
+        let drained = tokio::time::timeout(timeout, async {
+            activity.wait_for(Activity::is_idle).await.is_ok()
+        })
+        .await;
+        if drained.is_ok() {
+            info!(server = name, address, "{name} server stopped");
+            return Ok(());
+        }
+        let connections = activity.borrow().connections;
+        shared.force_close.cancel();
+        error!(
+            server = name,
+            address,
+            connections,
+            timeout = ?timeout,
+            "{name} server: graceful shutdown timed out; closing remaining connections"
+        );
+        Err(ServeError::ShutdownTimedOut {
+            address: address.to_string(),
+            timeout,
+            connections,
+        })
+    }
+}
+
+impl<H: Handler> Shared<H> {
+    async fn respond(&self, req: Request<Incoming>) -> Response<Body> {
+        if let Some(refusal) = auth::check(self.auth.as_ref(), req.headers().get(AUTHORIZATION)) {
+            return refusal;
+        }
+        self.handler.handle(req).await
+    }
+}
+
+/// Whether an accept error concerns one connection or a passing shortage, not the listener.
+fn is_transient(e: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted | WouldBlock | TimedOut | OutOfMemory
+    ) {
+        return true;
+    }
+    // Descriptor or buffer exhaustion passes as connections close; accept(2) on Linux also
+    // reports network errors already pending on the new socket, which its man page says to
+    // treat like EAGAIN.
+    #[cfg(unix)]
+    if let Some(code) = e.raw_os_error() {
+        return [
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::ENOBUFS,
+            libc::ENOMEM,
+            libc::EPROTO,
+            libc::EPERM,
+            libc::ENETDOWN,
+            libc::ENOPROTOOPT,
+            libc::EHOSTDOWN,
+            libc::EHOSTUNREACH,
+            libc::EOPNOTSUPP,
+            libc::ENETUNREACH,
+        ]
+        .contains(&code);
+    }
+    false
+}
+
+/// Runs `server` on `listener` as a task: success at once without either (SPEC 3.18).
+pub(crate) async fn serve_task<H: Handler>(
+    server: Option<Server<H>>,
+    listener: Option<TcpListener>,
+    address: String,
+) -> Result<(), ServeError> {
+    let (Some(server), Some(listener)) = (server, listener) else {
+        return Ok(());
+    };
+    server.serve(listener, &address).await
+}
+
+/// Shuts `server` down once `cancel` fires: success at once without a server (SPEC 3.18).
+pub(crate) async fn shutdown_task<H: Handler>(
+    cancel: CancellationToken,
+    server: Option<Server<H>>,
+    address: String,
+) -> Result<(), ServeError> {
+    let Some(server) = server else {
+        return Ok(());
+    };
+    cancel.cancelled().await;
+    let name = server.shared.name;
+    info!(
+        server = name,
+        address,
+        reason = "cancellation requested",
+        "shutting down {name} server"
+    );
+    // The deadline is fresh, not derived from the (already fired) cancellation.
+    server.shutdown(&address).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_reference() {
+        let c = ServerConfig::default();
+        assert_eq!(c.header_read_timeout, Duration::from_secs(1));
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn exhaustion_and_aborts_are_transient_but_a_broken_listener_is_not() {
+        assert!(is_transient(&io::Error::from_raw_os_error(libc::EMFILE)));
+        assert!(is_transient(&io::Error::from_raw_os_error(libc::ENFILE)));
+        assert!(is_transient(&io::Error::from(io::ErrorKind::ConnectionAborted)));
+        assert!(!is_transient(&io::Error::from_raw_os_error(libc::EBADF)));
+        assert!(!is_transient(&io::Error::from_raw_os_error(libc::EINVAL)));
+        assert!(!is_transient(&io::Error::from_raw_os_error(libc::ENOTSOCK)));
+    }
+
+    #[test]
+    fn activity_guard_counts_while_alive() {
+        let tx = watch::Sender::new(Activity::default());
+        let a = ActivityGuard::new(&tx, Tracked::Connection);
+        let b = ActivityGuard::new(&tx, Tracked::AcceptLoop);
+        assert_eq!(tx.borrow().connections, 1);
+        assert!(!tx.borrow().is_idle());
+        drop(a);
+        drop(b);
+        assert!(tx.borrow().is_idle());
+    }
+}

@@ -1,0 +1,120 @@
+//! Layer 3: a point-in-time copy of the values an encoder needs.
+//!
+//! A [`Snapshot`] is reusable: [`Snapshot::capture`] refills the same vectors, so a scraper
+//! that keeps one allocates nothing once its buffers have grown to the registry's size.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::manifest::schema::{DomainKind, FamilyDesc, FamilyKind, Schema};
+use crate::storage::{OpenView, Store};
+
+/// The present series of one family and their values.
+#[derive(Default, Debug, Clone)]
+pub struct FamilySnapshot {
+    /// Series indexes, ascending.
+    pub series: Vec<u32>,
+    /// `cells_per_series` values per series, in the order of `series`. Counters: the count.
+    /// Gauges: the raw bits (`i64` or `f64`). Histograms: per-bucket counts (not cumulative),
+    /// the `+Inf` bucket's own count, then the sum in storage units.
+    pub values: Vec<u64>,
+}
+
+/// Values of every family of one registry at one moment.
+#[derive(Default)]
+pub struct Snapshot {
+    schema: Option<&'static Schema>,
+    families: Vec<FamilySnapshot>,
+    views: Vec<Option<Arc<OpenView>>>,
+}
+
+impl Snapshot {
+    /// An empty snapshot; fill it with [`capture`](Self::capture).
+    pub fn new() -> Snapshot {
+        Snapshot::default()
+    }
+
+    /// Copies every present series of `store`.
+    pub fn capture(&mut self, store: &Store) {
+        self.capture_where(store, |_| true);
+    }
+
+    /// Copies the present series of the families `keep` accepts; the others are left empty.
+    pub fn capture_where(&mut self, store: &Store, mut keep: impl FnMut(&FamilyDesc) -> bool) {
+        let schema = store.schema();
+        self.schema = Some(schema);
+        self.families.resize_with(schema.families.len(), Default::default);
+        let presence = store.presence_words();
+        for (family, snap) in schema.families.iter().zip(self.families.iter_mut()) {
+            snap.series.clear();
+            snap.values.clear();
+            if !keep(family) {
+                continue;
+            }
+            let first = family.series_base as usize;
+            let end = first + family.series as usize;
+            let mut bit = first;
+            while bit < end {
+                let word_index = bit / 64;
+                // Acquire pairs with the release in `Store::mark`: seeing a series' bit means
+                // seeing the open-label views published before it was resolved.
+                let mut word = presence[word_index].load(Ordering::Acquire);
+                word &= u64::MAX << (bit % 64);
+                let word_end = (word_index + 1) * 64;
+                if word_end > end {
+                    word &= u64::MAX >> (word_end - end);
+                }
+                while word != 0 {
+                    let b = word_index * 64 + word.trailing_zeros() as usize;
+                    snap.series.push((b - first) as u32);
+                    word &= word - 1;
+                }
+                bit = word_end;
+            }
+            let per = family.cells_per_series as usize;
+            match family.kind {
+                FamilyKind::Gauge(_) => {
+                    let cells = store.gauge_cells();
+                    for &s in &snap.series {
+                        let cell = &cells[(family.cell_base + s) as usize];
+                        snap.values.push(cell.load(Ordering::Relaxed));
+                    }
+                }
+                FamilyKind::Counter | FamilyKind::Histogram(_) => {
+                    for &s in &snap.series {
+                        let at = snap.values.len();
+                        snap.values.resize(at + per, 0);
+                        let first_cell = (family.cell_base + s * family.cells_per_series) as usize;
+                        store.shards().sum_into(first_cell, &mut snap.values[at..]);
+                    }
+                }
+            }
+        }
+        // Views are loaded after the presence bits, so every admitted slot seen above has its
+        // label fragment here. A slot freed meanwhile has none and its series is skipped.
+        self.views.clear();
+        for (i, domain) in schema.domains.iter().enumerate() {
+            self.views.push(match domain.kind {
+                DomainKind::Open { .. } => store
+                    .open_set(crate::manifest::schema::DomainId(i as u16))
+                    .map(|set| set.view()),
+                DomainKind::Closed { .. } => None,
+            });
+        }
+    }
+
+    /// The schema of the captured store, if anything was captured.
+    pub fn schema(&self) -> Option<&'static Schema> {
+        self.schema
+    }
+
+    /// The captured series of family number `index`.
+    pub fn family(&self, index: usize) -> Option<&FamilySnapshot> {
+        self.families.get(index)
+    }
+
+    /// The view of open domain number `index` at capture time.
+    pub fn view(&self, index: usize) -> Option<&OpenView> {
+        self.views.get(index)?.as_deref()
+    }
+}
