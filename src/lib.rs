@@ -2,6 +2,7 @@ pub mod elastickv;
 pub mod encode;
 pub mod format;
 pub mod manifest;
+pub mod serve;
 pub mod snapshot;
 pub mod storage;
 

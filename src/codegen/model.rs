@@ -10,6 +10,7 @@ use std::ops::Range;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+use super::emit::camel;
 use super::escape::{is_valid_label_name, is_valid_metric_name};
 
 /// Largest `max` an open domain may declare.
@@ -483,6 +484,7 @@ fn parse_domain(
                 return None;
             }
             let mut seen = BTreeSet::new();
+            let mut variants: BTreeMap<String, String> = BTreeMap::new();
             for (value, vspan) in &list {
                 if value.is_empty() {
                     cx.error(
@@ -493,6 +495,15 @@ fn parse_domain(
                 }
                 if !seen.insert(value.as_str()) {
                     cx.error(vspan.clone(), format!("{what}: value `{value}` is listed twice"));
+                    ok = false;
+                    continue;
+                }
+                let variant = camel(value);
+                if let Some(other) = variants.insert(variant.clone(), value.clone()) {
+                    cx.error(
+                        vspan.clone(),
+                        format!("{what}: values `{other}` and `{value}` both become the Rust variant `{variant}`; rename one"),
+                    );
                     ok = false;
                 }
             }

@@ -1,15 +1,307 @@
-//! STUB: being written.
+//! The raft dispatch collector: mirrors the raft engine's monotonic dispatch counters (drops,
+//! errors, errors by gRPC code, step-queue-full) into our counters by positive delta.
+//!
+//! This file also holds the two helpers the three delta collectors (dispatch, Pebble, write
+//! conflicts) share: [`delta_since`] and [`read_guarded`].
 
+use std::collections::HashMap;
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::poll;
+use crate::manifest::domain::{GRPC_CODE, RAFT_GROUP};
+use crate::manifest::family;
 use crate::storage::Store;
 
-/// STUB.
+/// The raft engine's dispatch counters for one group (SPEC 5.1).
+///
+/// Every count is a snapshot of a counter that only grows for the lifetime of one engine
+/// instance; a value lower than the previous one is taken as an engine restart.
+pub trait DispatchCounterSource: Send + Sync {
+    /// Outbound messages dropped because the peer's queue was full.
+    fn dispatch_drop_count(&self) -> u64;
+    /// Outbound messages whose delivery failed in the transport.
+    fn dispatch_error_count(&self) -> u64;
+    /// Inbound messages rejected because the step queue was full.
+    fn step_queue_full_count(&self) -> u64;
+    /// The error count split by gRPC status code name (`Unavailable`, `DeadlineExceeded`, …).
+    ///
+    /// A map rather than a list of pairs: it mirrors the engine's own data, and it rules out
+    /// duplicate codes, whose meaning (sum? last wins?) a list would leave open. The default
+    /// is empty, for engines that do not break errors down.
+    fn dispatch_error_counts_by_code(&self) -> HashMap<String, u64> {
+        HashMap::new()
+    }
+}
+
+/// A raft group and the source of its dispatch counters.
+#[derive(Clone)]
+pub struct DispatchSource {
+    /// The raft group id; its decimal form is the `group` label and it keys the baseline.
+    pub group_id: u64,
+    /// The counters; `None` is skipped at every poll.
+    pub source: Option<Arc<dyn DispatchCounterSource>>,
+}
+
+impl DispatchSource {
+    /// Binds `source` to raft group `group_id`.
+    pub fn new(group_id: u64, source: Arc<dyn DispatchCounterSource>) -> DispatchSource {
+        DispatchSource {
+            group_id,
+            source: Some(source),
+        }
+    }
+}
+
+impl fmt::Debug for DispatchSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DispatchSource")
+            .field("group_id", &self.group_id)
+            .field("has_source", &self.source.is_some())
+            .finish()
+    }
+}
+
+/// Polls raft dispatch counters and mirrors them into `elastickv_raft_dispatch_dropped_total`,
+/// `elastickv_raft_dispatch_errors_total`, `elastickv_raft_step_queue_full_total` and
+/// `elastickv_raft_dispatch_errors_by_code_total`, each labelled `group=<decimal group id>`.
+///
+/// Counters advance by the positive difference against the previous poll of the same group id
+/// (the first poll adds the full values); a lower value is an engine restart and becomes the
+/// new baseline without adding anything. Baselines are kept per code, so a code missing from
+/// one snapshot is not counted again in full when it comes back (the reference would).
+///
+/// One collector per registry ([`Registry::dispatch_collector`](crate::Registry::dispatch_collector));
+/// clones share the baselines. The `Default` value is a no-op.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::sync::Arc;
+/// use elastickv_metrics::Registry;
+/// use elastickv_metrics::elastickv::dispatch::{DispatchCounterSource, DispatchSource};
+///
+/// struct Engine;
+/// impl DispatchCounterSource for Engine {
+///     fn dispatch_drop_count(&self) -> u64 { 3 }
+///     fn dispatch_error_count(&self) -> u64 { 2 }
+///     fn step_queue_full_count(&self) -> u64 { 0 }
+///     fn dispatch_error_counts_by_code(&self) -> HashMap<String, u64> {
+///         HashMap::from([("Unavailable".to_string(), 2)])
+///     }
+/// }
+///
+/// let registry = Registry::new("n1", "10.0.0.1:50051");
+/// let collector = registry.dispatch_collector();
+/// collector.observe_once(&[DispatchSource::new(1, Arc::new(Engine))]);
+/// collector.observe_once(&[DispatchSource::new(1, Arc::new(Engine))]); // unchanged: adds nothing
+/// let text = registry.render(elastickv_metrics::encode::Format::Text);
+/// assert!(text.contains(r#"elastickv_raft_dispatch_dropped_total{group="1",node_id="n1",node_address="10.0.0.1:50051"} 3"#));
+/// ```
 #[derive(Clone, Default)]
 pub struct DispatchCollector {
-    store: Option<&'static Store>,
+    inner: Option<Arc<Inner>>,
+}
+
+struct Inner {
+    store: &'static Store,
+    /// Baselines by group id. Held for a whole poll, which is what serialises the polls of
+    /// this collector (observe-once racing the background loop included).
+    baselines: Mutex<HashMap<u64, Baseline>>,
+}
+
+#[derive(Default)]
+struct Baseline {
+    drops: u64,
+    errors: u64,
+    step_queue_full: u64,
+    by_code: HashMap<String, u64>,
+}
+
+/// What one source read yields.
+struct Reading {
+    drops: u64,
+    errors: u64,
+    step_queue_full: u64,
+    by_code: HashMap<String, u64>,
 }
 
 impl DispatchCollector {
     pub(crate) fn new(store: &'static Store) -> Self {
-        DispatchCollector { store: Some(store) }
+        DispatchCollector {
+            inner: Some(Arc::new(Inner {
+                store,
+                baselines: Mutex::new(HashMap::new()),
+            })),
+        }
+    }
+
+    /// Polls every source once, now, on the calling thread (it blocks while sources are read
+    /// and while another poll of this collector runs). A no-op on the `Default` collector.
+    pub fn observe_once(&self, sources: &[DispatchSource]) {
+        if let Some(inner) = &self.inner {
+            inner.poll(sources);
+        }
+    }
+
+    /// Polls `sources` once before returning, then every `interval` (zero: 5 s) on tokio
+    /// until `cancel` fires (see [`DEFAULT_INTERVAL`](super::DEFAULT_INTERVAL)).
+    ///
+    /// Does nothing at all, not even the first poll, on the `Default` collector or with an
+    /// empty source list.
+    pub fn start(
+        &self,
+        cancel: CancellationToken,
+        sources: Vec<DispatchSource>,
+        interval: Duration,
+    ) {
+        let Some(inner) = self.inner.clone() else {
+            return;
+        };
+        if sources.is_empty() {
+            return;
+        }
+        poll::start(cancel, interval, poll::DEFAULT_INTERVAL, move || {
+            inner.poll(&sources)
+        });
+    }
+}
+
+impl fmt::Debug for DispatchCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DispatchCollector")
+            .field("noop", &self.inner.is_none())
+            .finish()
+    }
+}
+
+impl Inner {
+    fn poll(&self, sources: &[DispatchSource]) {
+        let mut baselines = self.baselines.lock().unwrap_or_else(|e| e.into_inner());
+        for binding in sources {
+            let Some(source) = &binding.source else {
+                continue;
+            };
+            let reading = read_guarded("dispatch", binding.group_id, || Reading {
+                drops: source.dispatch_drop_count(),
+                errors: source.dispatch_error_count(),
+                step_queue_full: source.step_queue_full_count(),
+                by_code: source.dispatch_error_counts_by_code(),
+            });
+            let Some(reading) = reading else {
+                continue;
+            };
+            let baseline = baselines.entry(binding.group_id).or_default();
+            self.record(binding.group_id, baseline, reading);
+        }
+    }
+
+    fn record(&self, group_id: u64, baseline: &mut Baseline, reading: Reading) {
+        let store = self.store;
+        // Resolved lazily so a group whose counters are all zero takes no label slot.
+        let mut group = None;
+        let mut group_slot =
+            || *group.get_or_insert_with(|| store.open(RAFT_GROUP).resolve(&group_id.to_string()));
+        let scalars = [
+            (
+                &mut baseline.drops,
+                reading.drops,
+                family::elastickv_raft_dispatch_dropped_total as fn(_) -> _,
+            ),
+            (
+                &mut baseline.errors,
+                reading.errors,
+                family::elastickv_raft_dispatch_errors_total,
+            ),
+            (
+                &mut baseline.step_queue_full,
+                reading.step_queue_full,
+                family::elastickv_raft_step_queue_full_total,
+            ),
+        ];
+        for (base, current, series) in scalars {
+            let delta = delta_since(base, current);
+            if delta > 0 {
+                store.counter(series(group_slot())).inc_by(delta);
+            }
+        }
+        for (code, current) in &reading.by_code {
+            let delta = match baseline.by_code.get_mut(code.as_str()) {
+                Some(base) => delta_since(base, *current),
+                None => {
+                    baseline.by_code.insert(code.clone(), *current);
+                    *current
+                }
+            };
+            if delta > 0 {
+                let code_slot = store.open(GRPC_CODE).resolve(code);
+                store
+                    .counter(family::elastickv_raft_dispatch_errors_by_code_total(
+                        group_slot(),
+                        code_slot,
+                    ))
+                    .inc_by(delta);
+            }
+        }
+        forget_excess_keys(&mut baseline.by_code, |code| {
+            reading.by_code.contains_key(code)
+        });
+    }
+}
+
+/// How many keys a per-key baseline (dispatch codes, write-conflict buckets) remembers per
+/// group beyond those in the current snapshot.
+///
+/// Keys missing from a snapshot are kept so that their return is not counted twice; a source
+/// that keeps inventing new keys would make that memory grow without end, so past this many the
+/// absent keys are dropped (those fall back to the reference's count-again-in-full behaviour).
+/// Real sources have a few dozen keys at most.
+pub(super) const MAX_REMEMBERED_KEYS: usize = 1024;
+
+/// Drops the keys `present` rejects once `baseline` holds more than [`MAX_REMEMBERED_KEYS`].
+pub(super) fn forget_excess_keys(
+    baseline: &mut HashMap<String, u64>,
+    present: impl Fn(&str) -> bool,
+) {
+    if baseline.len() > MAX_REMEMBERED_KEYS {
+        baseline.retain(|key, _| present(key));
+    }
+}
+
+/// Advances a delta baseline to `current` and returns how much to add to the mirrored counter:
+/// the increase, or 0 when the value is unchanged or went down (a source reset, which simply
+/// becomes the new baseline so counting resumes from there).
+pub(super) fn delta_since(baseline: &mut u64, current: u64) -> u64 {
+    let delta = current.saturating_sub(*baseline);
+    *baseline = current;
+    delta
+}
+
+/// Reads a source, turning a panic into a log line and `None` so that one faulty source does
+/// not stop the others of the same poll.
+pub(super) fn read_guarded<T>(
+    collector: &str,
+    group_id: u64,
+    read: impl FnOnce() -> T,
+) -> Option<T> {
+    match catch_unwind(AssertUnwindSafe(read)) {
+        Ok(value) => Some(value),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic".to_string());
+            tracing::warn!(
+                collector,
+                group_id,
+                message,
+                "a metrics source panicked; skipping it this poll"
+            );
+            None
+        }
     }
 }

@@ -1,0 +1,369 @@
+//! The metrics endpoint: negotiation, filtering, encoding into a pooled buffer, self metrics,
+//! the concurrency cap; and the metrics server with its serve/shutdown tasks (SPEC 3.18).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flate2::Compress;
+use hyper::body::Incoming;
+use hyper::header::{
+    HeaderValue, ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, VARY,
+};
+use hyper::{Method, Request, Response, StatusCode};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, warn};
+
+use crate::encode::{self, Format};
+
+use super::body::{method_not_allowed, plain_text, Body, Pool, PooledVec};
+use super::self_metrics::{HandlerStats, Outcome, ScrapePermit};
+use super::server::{self, Handler, Server, ServerConfig};
+use super::{gzip, negotiate, EncodeError, Exposition, NameFilter, ServeError};
+
+/// Idle encode buffers (and gzip compressors) kept between scrapes. Prometheus scrapes one
+/// target from one or two servers; more concurrent scrapes than this simply allocate.
+const POOLED: usize = 4;
+
+/// Knobs of the metrics server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Timeouts shared with the profiling server.
+    pub server: ServerConfig,
+    /// Scrapes served at once; further ones are answered 503 at once (default 10). 0 means no
+    /// limit, as client_golang's `MaxRequestsInFlight`.
+    pub max_concurrent_scrapes: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            server: ServerConfig::default(),
+            max_concurrent_scrapes: 10,
+        }
+    }
+}
+
+/// An HTTP server exposing an [`Exposition`] (SPEC 3.18). Cheap to clone: clones share the
+/// server, so one can serve while another shuts it down.
+///
+/// Any path serves the exposition (mounting it at `/metrics` is the caller's concern, as in the
+/// reference) to `GET` and `HEAD`; other methods get 405. The response is text 0.0.4 or
+/// OpenMetrics 1.0 as `Accept` prefers ([`negotiate_format`](super::negotiate_format)),
+/// gzip-compressed when `Accept-Encoding` allows, restricted to the families named by `name[]`
+/// query parameters if any. After the exposition's families come the server's own
+/// `promhttp_metric_handler_requests_total{code}` and `promhttp_metric_handler_requests_in_flight`.
+/// An encoding failure answers 500 with the error and no partial exposition.
+#[derive(Clone)]
+pub struct MetricsServer {
+    inner: Server<MetricsHandler>,
+}
+
+impl std::fmt::Debug for MetricsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsServer")
+            .field("protected", &self.is_protected())
+            .field("config", &self.config())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MetricsServer {
+    /// Whether requests must carry the bearer token.
+    pub fn is_protected(&self) -> bool {
+        self.inner.is_protected()
+    }
+
+    /// How long a client may take to send its request headers.
+    pub fn header_read_timeout(&self) -> Duration {
+        self.inner.config().header_read_timeout
+    }
+
+    /// The configuration the server was built with.
+    pub fn config(&self) -> MetricsConfig {
+        MetricsConfig {
+            server: self.inner.config(),
+            max_concurrent_scrapes: self.inner.handler().stats.cap(),
+        }
+    }
+}
+
+/// Builds the metrics server for `exposition`, protected by `token`, with the default
+/// [`MetricsConfig`] (1 s header-read timeout, 5 s shutdown bound, 10 concurrent scrapes).
+///
+/// No exposition gives no server (`Ok(None)`), as in the reference. A token that trims to
+/// empty leaves the server unprotected; one with whitespace inside is an error (see
+/// [`BearerAuth`](super::BearerAuth)). The server binds nothing: give it a listener through
+/// [`metrics_serve_task`], bound with [`bind_listener`](super::bind_listener) so that an
+/// unprotected server is never exposed beyond loopback.
+pub fn new_metrics_server(
+    exposition: Option<Arc<dyn Exposition>>,
+    token: &str,
+) -> Result<Option<MetricsServer>, ServeError> {
+    new_metrics_server_with(exposition, token, MetricsConfig::default())
+}
+
+/// [`new_metrics_server`] with explicit knobs.
+pub fn new_metrics_server_with(
+    exposition: Option<Arc<dyn Exposition>>,
+    token: &str,
+    config: MetricsConfig,
+) -> Result<Option<MetricsServer>, ServeError> {
+    let Some(exposition) = exposition else {
+        return Ok(None);
+    };
+    let handler = MetricsHandler {
+        exposition,
+        stats: HandlerStats::new(config.max_concurrent_scrapes),
+        buffers: Arc::new(Pool::new(POOLED)),
+        compressors: Arc::new(Pool::new(POOLED)),
+    };
+    let inner = Server::new("metrics", handler, token, config.server)?;
+    Ok(Some(MetricsServer { inner }))
+}
+
+/// A task serving `server` on `listener` until the server is shut down (SPEC 3.18).
+///
+/// Completes with success at once if either is absent, with success after a shutdown, and
+/// with an error only if accepting fails in a way retrying cannot fix. `address` is for logs.
+pub fn metrics_serve_task(
+    server: Option<MetricsServer>,
+    listener: Option<TcpListener>,
+    address: String,
+) -> impl Future<Output = Result<(), ServeError>> + Send + 'static {
+    server::serve_task(server.map(|s| s.inner), listener, address)
+}
+
+/// A task that waits for `cancel`, then shuts `server` down gracefully (SPEC 3.18).
+///
+/// Completes with success at once if the server is absent. After cancellation it stops
+/// accepting, lets in-flight scrapes finish and waits for connections to close, for at most
+/// the configured shutdown timeout (5 s by default), counted from the cancellation; if
+/// connections remain, they are closed and the task fails with
+/// [`ServeError::ShutdownTimedOut`]. `address` is for logs.
+///
+/// The cancellation signal is a [`CancellationToken`] rather than a `watch` channel: it is the
+/// tokio ecosystem's stop signal, clones and child tokens compose across a node's tasks, and a
+/// waiter that starts late still sees a cancellation that already happened.
+pub fn metrics_shutdown_task(
+    cancel: CancellationToken,
+    server: Option<MetricsServer>,
+    address: String,
+) -> impl Future<Output = Result<(), ServeError>> + Send + 'static {
+    server::shutdown_task(cancel, server.map(|s| s.inner), address)
+}
+
+pub(crate) struct MetricsHandler {
+    exposition: Arc<dyn Exposition>,
+    stats: Arc<HandlerStats>,
+    buffers: Arc<Pool<Vec<u8>>>,
+    compressors: Arc<Pool<Compress>>,
+}
+
+impl Handler for MetricsHandler {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let head = match *req.method() {
+            Method::GET => false,
+            Method::HEAD => true,
+            _ => return method_not_allowed("GET, HEAD"),
+        };
+        let Some(permit) = self.stats.try_admit() else {
+            self.stats.count(Outcome::Unavailable);
+            let cap = self.stats.cap();
+            warn!(
+                server = "metrics",
+                cap, "concurrent scrape limit reached; answering 503"
+            );
+            return plain_text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Body::from_string(format!(
+                    "Limit of concurrent scrapes reached ({cap}), try again later.\n"
+                )),
+            );
+        };
+        let headers = req.headers();
+        let scrape = Scrape {
+            format: negotiate::negotiate_format(
+                headers.get_all(ACCEPT).iter().filter_map(|v| v.to_str().ok()),
+            ),
+            gzip: negotiate::gzip_accepted(
+                headers
+                    .get_all(ACCEPT_ENCODING)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok()),
+            ),
+            filter: NameFilter::from_query(req.uri().query()),
+            exposition: Arc::clone(&self.exposition),
+            stats: Arc::clone(&self.stats),
+            buffers: Arc::clone(&self.buffers),
+            compressors: Arc::clone(&self.compressors),
+            permit,
+        };
+        drop(req);
+        let (format, gzip) = (scrape.format, scrape.gzip);
+        // Encoding is CPU work (and an `Exposition` may block), so it runs off the async
+        // workers; otherwise a slow scrape would stall every connection on that worker.
+        match tokio::task::spawn_blocking(move || scrape.render()).await {
+            Ok((permit, Ok(buf))) => {
+                self.stats.count(Outcome::Ok);
+                ok_response(format, gzip, buf, head, permit)
+            }
+            Ok((_, Err(e))) => self.failed(&e.to_string()),
+            Err(join) => self.failed(&format!("the encoder panicked: {join}")),
+        }
+    }
+}
+
+impl MetricsHandler {
+    fn failed(&self, message: &str) -> Response<Body> {
+        self.stats.count(Outcome::Failed);
+        error!(server = "metrics", error = message, "encoding the exposition failed; answering 500");
+        // Plain text without Content-Encoding: nothing of the failed exposition is sent.
+        plain_text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Body::from_string(format!(
+                "An error has occurred while serving metrics:\n\n{message}\n"
+            )),
+        )
+    }
+}
+
+/// Everything one scrape needs, owned, so it can move to a blocking thread.
+struct Scrape {
+    format: Format,
+    gzip: bool,
+    filter: NameFilter,
+    exposition: Arc<dyn Exposition>,
+    stats: Arc<HandlerStats>,
+    buffers: Arc<Pool<Vec<u8>>>,
+    compressors: Arc<Pool<Compress>>,
+    /// Travels with the work, so the slot stays taken until the buffer is freed even if the
+    /// client hangs up mid-encode.
+    permit: ScrapePermit,
+}
+
+impl Scrape {
+    fn render(self) -> (ScrapePermit, Result<PooledVec, EncodeError>) {
+        let result = self.encode();
+        (self.permit, result)
+    }
+
+    fn encode(&self) -> Result<PooledVec, EncodeError> {
+        // On any error the buffer goes back to the pool cleared: no partial body escapes.
+        let mut body = PooledVec::take(&self.buffers);
+        self.exposition.encode(self.format, &self.filter, &mut body)?;
+        self.stats.encode(self.format, &self.filter, &mut body);
+        encode::finish(self.format, &mut body);
+        if !self.gzip {
+            return Ok(body);
+        }
+        let mut compressed = PooledVec::take(&self.buffers);
+        let mut deflate = self
+            .compressors
+            .take()
+            .unwrap_or_else(gzip::new_compressor);
+        let result = gzip::gzip_into(&mut deflate, &body, &mut compressed);
+        self.compressors.give(deflate);
+        result.map_err(|e| EncodeError::new(format!("gzip compression failed: {e}")))?;
+        Ok(compressed)
+    }
+}
+
+fn ok_response(
+    format: Format,
+    gzip: bool,
+    buf: PooledVec,
+    head: bool,
+    permit: ScrapePermit,
+) -> Response<Body> {
+    let length = HeaderValue::from(buf.len());
+    // HEAD gets the headers GET would, including the length, and no body.
+    let body = if head {
+        Body::empty()
+    } else {
+        Body::from_vec(buf).holding(permit)
+    };
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    headers.insert(CONTENT_LENGTH, length);
+    // The representation depends on both negotiated headers; caches must key on them.
+    headers.insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
+    if gzip {
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_caps_at_ten_with_reference_timeouts() {
+        let c = MetricsConfig::default();
+        assert_eq!(c.max_concurrent_scrapes, 10);
+        assert_eq!(c.server, ServerConfig::default());
+    }
+
+    struct Fails;
+    impl Exposition for Fails {
+        fn encode(&self, _: Format, _: &NameFilter, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+            out.extend_from_slice(b"partial");
+            Err(EncodeError::new("boom"))
+        }
+    }
+
+    fn scrape(exposition: Arc<dyn Exposition>, gzip: bool) -> (Arc<Pool<Vec<u8>>>, Scrape) {
+        let buffers = Arc::new(Pool::new(POOLED));
+        let stats = HandlerStats::new(1);
+        let permit = stats.try_admit().unwrap();
+        let scrape = Scrape {
+            format: Format::OpenMetrics,
+            gzip,
+            filter: NameFilter::all(),
+            exposition,
+            stats,
+            buffers: Arc::clone(&buffers),
+            compressors: Arc::new(Pool::new(POOLED)),
+            permit,
+        };
+        (buffers, scrape)
+    }
+
+    #[test]
+    fn failed_encode_returns_a_cleared_buffer_to_the_pool() {
+        let (buffers, scrape) = scrape(Arc::new(Fails), false);
+        let (_permit, result) = scrape.render();
+        assert_eq!(result.err().unwrap().message(), "boom");
+        assert_eq!(buffers.idle(), 1);
+        assert!(buffers.take().unwrap().is_empty());
+    }
+
+    struct Up;
+    impl Exposition for Up {
+        fn encode(&self, _: Format, _: &NameFilter, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+            out.extend_from_slice(b"# TYPE up gauge\nup 1\n");
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn openmetrics_render_ends_with_eof_after_self_metrics() {
+        let (_, scrape) = scrape(Arc::new(Up), false);
+        let (_permit, result) = scrape.render();
+        let text = String::from_utf8(result.unwrap().to_vec()).unwrap();
+        assert!(text.starts_with("# TYPE up gauge\nup 1\n# TYPE promhttp_"));
+        assert!(text.ends_with("code=\"503\"} 0\n# EOF\n"));
+    }
+
+    #[test]
+    fn gzip_render_keeps_the_plain_buffer_for_reuse() {
+        let (buffers, scrape) = scrape(Arc::new(Up), true);
+        let (_permit, result) = scrape.render();
+        let compressed = result.unwrap();
+        assert_eq!(&compressed[..2], &[0x1f, 0x8b]);
+        assert_eq!(buffers.idle(), 1);
+    }
+}
