@@ -109,7 +109,12 @@ pub async fn get(addr: SocketAddr, target: &str, headers: &[(&str, &str)]) -> Re
 pub struct Fixed;
 
 impl Exposition for Fixed {
-    fn encode(&self, format: Format, filter: &NameFilter, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    fn encode(
+        &self,
+        format: Format,
+        filter: &NameFilter,
+        out: &mut Vec<u8>,
+    ) -> Result<(), EncodeError> {
         write_fixed(format, filter, out);
         Ok(())
     }
@@ -136,7 +141,9 @@ pub fn write_fixed(format: Format, filter: &NameFilter, out: &mut Vec<u8>) {
                 b"# TYPE test_events counter\n# HELP test_events Events seen.\n",
             ),
         }
-        out.extend_from_slice(b"test_events_total{kind=\"a\"} 3\ntest_events_total{kind=\"b\"} 4\n");
+        out.extend_from_slice(
+            b"test_events_total{kind=\"a\"} 3\ntest_events_total{kind=\"b\"} 4\n",
+        );
     }
 }
 
@@ -146,7 +153,12 @@ pub struct FailsAfterWriting {
 }
 
 impl Exposition for FailsAfterWriting {
-    fn encode(&self, format: Format, filter: &NameFilter, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    fn encode(
+        &self,
+        format: Format,
+        filter: &NameFilter,
+        out: &mut Vec<u8>,
+    ) -> Result<(), EncodeError> {
         write_fixed(format, filter, out);
         if self.failing.load(Ordering::SeqCst) {
             return Err(EncodeError::new("the double failed on purpose"));
@@ -173,14 +185,22 @@ impl Blocking {
     pub async fn wait_entered(&self, n: usize) {
         let deadline = Instant::now() + IO_LIMIT;
         while self.entered.load(Ordering::SeqCst) < n {
-            assert!(Instant::now() < deadline, "scrapes never reached the exposition");
+            assert!(
+                Instant::now() < deadline,
+                "scrapes never reached the exposition"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 }
 
 impl Exposition for Blocking {
-    fn encode(&self, format: Format, filter: &NameFilter, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    fn encode(
+        &self,
+        format: Format,
+        filter: &NameFilter,
+        out: &mut Vec<u8>,
+    ) -> Result<(), EncodeError> {
         self.entered.fetch_add(1, Ordering::SeqCst);
         let released = self.released.lock().unwrap();
         let _unused = self
@@ -199,17 +219,35 @@ pub struct Running {
     pub tasks: JoinSet<Result<(), ServeError>>,
 }
 
-pub async fn start_metrics(exposition: Arc<dyn Exposition>, token: &str, config: MetricsConfig) -> Running {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+pub async fn start_metrics(
+    exposition: Arc<dyn Exposition>,
+    token: &str,
+    config: MetricsConfig,
+) -> Running {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
     let addr = listener.local_addr().unwrap();
     let server = new_metrics_server_with(Some(exposition), token, config)
         .expect("valid config")
         .expect("a server");
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    tasks.spawn(metrics_serve_task(Some(server.clone()), Some(listener), addr.to_string()));
-    tasks.spawn(metrics_shutdown_task(cancel.clone(), Some(server), addr.to_string()));
-    Running { addr, cancel, tasks }
+    tasks.spawn(metrics_serve_task(
+        Some(server.clone()),
+        Some(listener),
+        addr.to_string(),
+    ));
+    tasks.spawn(metrics_shutdown_task(
+        cancel.clone(),
+        Some(server),
+        addr.to_string(),
+    ));
+    Running {
+        addr,
+        cancel,
+        tasks,
+    }
 }
 
 impl Running {
@@ -249,12 +287,18 @@ pub fn assert_strict_openmetrics(body: &str) {
         if let Some(meta) = line.strip_prefix("# ") {
             let mut words = meta.splitn(3, ' ');
             let keyword = words.next().unwrap();
-            assert!(matches!(keyword, "TYPE" | "HELP" | "UNIT"), "bad comment {line:?}");
+            assert!(
+                matches!(keyword, "TYPE" | "HELP" | "UNIT"),
+                "bad comment {line:?}"
+            );
             let family = words.next().expect("family name");
             if keyword == "TYPE" {
                 let kind = words.next().expect("type");
                 if kind == "counter" {
-                    assert!(!family.ends_with("_total"), "counter metadata with _total: {line:?}");
+                    assert!(
+                        !family.ends_with("_total"),
+                        "counter metadata with _total: {line:?}"
+                    );
                     counters.push(family.to_string());
                 }
             }
@@ -263,13 +307,19 @@ pub fn assert_strict_openmetrics(body: &str) {
             let name_end = line.find(['{', ' ']).expect("sample has a value");
             let name = &line[..name_end];
             let value = line.rsplit(' ').next().unwrap();
-            assert!(value.parse::<f64>().is_ok() || value == "+Inf", "bad value in {line:?}");
+            assert!(
+                value.parse::<f64>().is_ok() || value == "+Inf",
+                "bad value in {line:?}"
+            );
             if let Some(family) = name.strip_suffix("_total") {
                 if counters.iter().any(|c| c == family) {
                     continue;
                 }
             }
-            assert!(!counters.iter().any(|c| c == name), "counter sample without _total: {line:?}");
+            assert!(
+                !counters.iter().any(|c| c == name),
+                "counter sample without _total: {line:?}"
+            );
         }
     }
 }

@@ -146,7 +146,11 @@ mod tests {
             b"",
             b"Bearer secret-token\xff",
         ] {
-            assert!(!a.authorizes(Some(header)), "{:?}", String::from_utf8_lossy(header));
+            assert!(
+                !a.authorizes(Some(header)),
+                "{:?}",
+                String::from_utf8_lossy(header)
+            );
         }
     }
 
@@ -166,7 +170,10 @@ mod tests {
     #[test]
     fn t167_empty_or_whitespace_token_disables_protection() {
         for token in ["", " ", "\t\n", "\u{2003}"] {
-            assert!(BearerAuth::from_token(token).unwrap().is_none(), "{token:?}");
+            assert!(
+                BearerAuth::from_token(token).unwrap().is_none(),
+                "{token:?}"
+            );
         }
         assert!(check(None, None).is_none());
     }

@@ -64,10 +64,13 @@ impl NameFilter {
 
 /// The decoded `key=value` pairs of a query string, in order; malformed pairs are skipped.
 pub(crate) fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    query.split('&').filter(|pair| !pair.is_empty()).filter_map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        Some((form_decode(key)?, form_decode(value)?))
-    })
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .filter_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            Some((form_decode(key)?, form_decode(value)?))
+        })
 }
 
 /// `application/x-www-form-urlencoded` decoding; `None` on a bad escape or non-UTF-8 result.

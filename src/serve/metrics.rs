@@ -34,6 +34,10 @@ pub struct MetricsConfig {
     /// Scrapes served at once; further ones are answered 503 at once (default 10). 0 means no
     /// limit, as client_golang's `MaxRequestsInFlight`.
     pub max_concurrent_scrapes: usize,
+    /// Whether OpenMetrics 1.0 is served to scrapers that prefer it (default true). With
+    /// `false` every scrape gets text 0.0.4, as the reference elastickv handler (client_golang
+    /// with OpenMetrics off) does.
+    pub enable_openmetrics: bool,
 }
 
 impl Default for MetricsConfig {
@@ -41,6 +45,7 @@ impl Default for MetricsConfig {
         MetricsConfig {
             server: ServerConfig::default(),
             max_concurrent_scrapes: 10,
+            enable_openmetrics: true,
         }
     }
 }
@@ -85,6 +90,7 @@ impl MetricsServer {
         MetricsConfig {
             server: self.inner.config(),
             max_concurrent_scrapes: self.inner.handler().stats.cap(),
+            enable_openmetrics: self.inner.handler().enable_openmetrics,
         }
     }
 }
@@ -115,6 +121,7 @@ pub fn new_metrics_server_with(
     };
     let handler = MetricsHandler {
         exposition,
+        enable_openmetrics: config.enable_openmetrics,
         stats: HandlerStats::new(config.max_concurrent_scrapes),
         buffers: Arc::new(Pool::new(POOLED)),
         compressors: Arc::new(Pool::new(POOLED)),
@@ -156,6 +163,7 @@ pub fn metrics_shutdown_task(
 
 pub(crate) struct MetricsHandler {
     exposition: Arc<dyn Exposition>,
+    enable_openmetrics: bool,
     stats: Arc<HandlerStats>,
     buffers: Arc<Pool<Vec<u8>>>,
     compressors: Arc<Pool<Compress>>,
@@ -183,10 +191,18 @@ impl Handler for MetricsHandler {
             );
         };
         let headers = req.headers();
+        let format = if self.enable_openmetrics {
+            negotiate::negotiate_format(
+                headers
+                    .get_all(ACCEPT)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok()),
+            )
+        } else {
+            Format::Text
+        };
         let scrape = Scrape {
-            format: negotiate::negotiate_format(
-                headers.get_all(ACCEPT).iter().filter_map(|v| v.to_str().ok()),
-            ),
+            format,
             gzip: negotiate::gzip_accepted(
                 headers
                     .get_all(ACCEPT_ENCODING)
@@ -218,7 +234,11 @@ impl Handler for MetricsHandler {
 impl MetricsHandler {
     fn failed(&self, message: &str) -> Response<Body> {
         self.stats.count(Outcome::Failed);
-        error!(server = "metrics", error = message, "encoding the exposition failed; answering 500");
+        error!(
+            server = "metrics",
+            error = message,
+            "encoding the exposition failed; answering 500"
+        );
         // Plain text without Content-Encoding: nothing of the failed exposition is sent.
         plain_text(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -252,17 +272,15 @@ impl Scrape {
     fn encode(&self) -> Result<PooledVec, EncodeError> {
         // On any error the buffer goes back to the pool cleared: no partial body escapes.
         let mut body = PooledVec::take(&self.buffers);
-        self.exposition.encode(self.format, &self.filter, &mut body)?;
+        self.exposition
+            .encode(self.format, &self.filter, &mut body)?;
         self.stats.encode(self.format, &self.filter, &mut body);
         encode::finish(self.format, &mut body);
         if !self.gzip {
             return Ok(body);
         }
         let mut compressed = PooledVec::take(&self.buffers);
-        let mut deflate = self
-            .compressors
-            .take()
-            .unwrap_or_else(gzip::new_compressor);
+        let mut deflate = self.compressors.take().unwrap_or_else(gzip::new_compressor);
         let result = gzip::gzip_into(&mut deflate, &body, &mut compressed);
         self.compressors.give(deflate);
         result.map_err(|e| EncodeError::new(format!("gzip compression failed: {e}")))?;
@@ -286,7 +304,10 @@ fn ok_response(
     };
     let mut response = Response::new(body);
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
     headers.insert(CONTENT_LENGTH, length);
     // The representation depends on both negotiated headers; caches must key on them.
     headers.insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));

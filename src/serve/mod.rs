@@ -1,15 +1,19 @@
 //! Serving: the metrics HTTP server, the profiling server, and the rules they share.
 //!
 //! Everything that touches a socket lives here; nothing below this layer knows about HTTP.
-//! The pieces, one concept per file:
+//! The pieces, one concept per file, all re-exported here:
 //!
-//! * [`address`]: whether a listen address is reachable beyond loopback (SPEC 3.16) and the
-//!   start-up refusal to expose an unprotected server.
-//! * [`auth`]: bearer-token protection (SPEC 3.17).
-//! * [`negotiate`]: `Accept` / `Accept-Encoding` negotiation as Prometheus 2.x and 3.x send them.
-//! * [`filter`]: the `name[]` query filter.
+//! * `address`: whether a listen address is reachable beyond loopback (SPEC 3.16) and the
+//!   start-up refusal to expose an unprotected server ([`address_requires_token`],
+//!   [`check_exposure`], [`bind_listener`]).
+//! * `auth`: bearer-token protection, SPEC 3.17 ([`BearerAuth`]).
+//! * `negotiate`: `Accept` / `Accept-Encoding` negotiation as Prometheus 2.x and 3.x send them
+//!   ([`negotiate_format`], [`gzip_accepted`]); `filter`: the `name[]` query filter
+//!   ([`NameFilter`]).
 //! * `metrics` / `pprof`: the two handlers, their servers and their serve/shutdown tasks
-//!   (SPEC 3.18, 3.19); `server`: the connection loop and graceful shutdown they share.
+//!   (SPEC 3.18, 3.19); `server`: the connection loop and graceful shutdown they share;
+//!   `self_metrics`, `body`, `gzip`: the scrape's own counters, pooled response buffers and
+//!   gzip framing.
 //!
 //! # Example
 //!
@@ -24,7 +28,12 @@
 //!
 //! struct Up;
 //! impl Exposition for Up {
-//!     fn encode(&self, _: Format, filter: &NameFilter, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+//!     fn encode(
+//!         &self,
+//!         _: Format,
+//!         filter: &NameFilter,
+//!         out: &mut Vec<u8>,
+//!     ) -> Result<(), EncodeError> {
 //!         if filter.allows("up") {
 //!             out.extend_from_slice(b"# TYPE up gauge\nup 1\n");
 //!         }
@@ -49,15 +58,16 @@
 //! # }
 //! ```
 
-pub mod address;
-pub mod auth;
+mod address;
+mod auth;
 mod body;
 mod error;
-pub mod filter;
+mod filter;
 mod gzip;
 mod metrics;
-pub mod negotiate;
+mod negotiate;
 mod pprof;
+mod registry;
 mod self_metrics;
 mod server;
 

@@ -319,7 +319,10 @@ mod tests {
     #[test]
     fn parsing_is_lenient_about_case_whitespace_quotes_and_unknown_params() {
         assert_eq!(
-            format(" Application/OpenMetrics-Text ; Version=\"1.0.0\" ; foo=\"a,b;c\" ; Q=0.9 , text/plain ; q=0.8 "),
+            format(
+                " Application/OpenMetrics-Text ; Version=\"1.0.0\" ; foo=\"a,b;c\" ; Q=0.9 , \
+                 text/plain ; q=0.8 "
+            ),
             Format::OpenMetrics
         );
     }

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_DISPOSITION, CONTENT_TYPE, LOCATION, X_CONTENT_TYPE_OPTIONS};
+use hyper::header::{
+    HeaderValue, CONTENT_DISPOSITION, CONTENT_TYPE, LOCATION, X_CONTENT_TYPE_OPTIONS,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -30,7 +32,14 @@ const MAX_SECONDS: u64 = 300;
 /// always or never.
 const FREQUENCY_HZ: i32 = 99;
 /// The profiles the Go runtime offers under `/debug/pprof/<name>`.
-const GO_PROFILES: [&str; 6] = ["allocs", "block", "goroutine", "heap", "mutex", "threadcreate"];
+const GO_PROFILES: [&str; 6] = [
+    "allocs",
+    "block",
+    "goroutine",
+    "heap",
+    "mutex",
+    "threadcreate",
+];
 
 /// The CPU profiler is process-wide (one `SIGPROF` timer), so "one profile at a time" must be
 /// process-wide too, whichever server asked.
@@ -158,10 +167,16 @@ impl Handler for PprofHandler {
         // what they need to see.
         match route {
             Route::NotFound => {
-                return plain_text(StatusCode::NOT_FOUND, Body::from_static(b"404 page not found\n"))
+                return plain_text(
+                    StatusCode::NOT_FOUND,
+                    Body::from_static(b"404 page not found\n"),
+                )
             }
             Route::UnknownProfile => {
-                return plain_text(StatusCode::NOT_FOUND, Body::from_static(b"Unknown profile\n"))
+                return plain_text(
+                    StatusCode::NOT_FOUND,
+                    Body::from_static(b"Unknown profile\n"),
+                )
             }
             Route::Unavailable(why, name) => {
                 let text = if why == GO_PROFILE_UNAVAILABLE {
@@ -194,7 +209,10 @@ fn redirect(query: Option<&str>) -> Response<Body> {
         Some(q) => format!("{PREFIX}?{q}"),
         None => PREFIX.to_string(),
     };
-    let mut response = plain_text(StatusCode::MOVED_PERMANENTLY, Body::from_static(b"Moved Permanently\n"));
+    let mut response = plain_text(
+        StatusCode::MOVED_PERMANENTLY,
+        Body::from_static(b"Moved Permanently\n"),
+    );
     match HeaderValue::try_from(location) {
         Ok(location) => {
             response.headers_mut().insert(LOCATION, location);
@@ -227,9 +245,10 @@ const INDEX: &str = r#"<!DOCTYPE html>
 
 fn index() -> Response<Body> {
     let mut response = Response::new(Body::from_static(INDEX.as_bytes()));
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     response
 }
 
@@ -316,7 +335,10 @@ async fn profile(query: Option<&str>) -> Response<Body> {
         Ok(Ok(bytes)) => {
             let mut response = Response::new(Body::from_vec(PooledVec::unpooled(bytes)));
             let headers = response.headers_mut();
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
             headers.insert(
                 CONTENT_DISPOSITION,
                 HeaderValue::from_static("attachment; filename=\"profile\""),
@@ -387,8 +409,14 @@ mod tests {
         assert!(matches!(route("/debug/pprof/"), Route::Index));
         assert!(matches!(route("/debug/pprof/cmdline"), Route::Cmdline));
         assert!(matches!(route("/debug/pprof/profile"), Route::Profile));
-        assert!(matches!(route("/debug/pprof/symbol"), Route::Unavailable(SYMBOL_UNAVAILABLE, _)));
-        assert!(matches!(route("/debug/pprof/trace"), Route::Unavailable(TRACE_UNAVAILABLE, _)));
+        assert!(matches!(
+            route("/debug/pprof/symbol"),
+            Route::Unavailable(SYMBOL_UNAVAILABLE, _)
+        ));
+        assert!(matches!(
+            route("/debug/pprof/trace"),
+            Route::Unavailable(TRACE_UNAVAILABLE, _)
+        ));
         for name in GO_PROFILES {
             assert!(matches!(
                 route(&format!("/debug/pprof/{name}")),
@@ -396,7 +424,10 @@ mod tests {
             ));
         }
         assert!(matches!(route("/debug/pprof/nope"), Route::UnknownProfile));
-        assert!(matches!(route("/debug/pprof/profile/"), Route::UnknownProfile));
+        assert!(matches!(
+            route("/debug/pprof/profile/"),
+            Route::UnknownProfile
+        ));
         assert!(matches!(route("/metrics"), Route::NotFound));
         assert!(matches!(route("/debug/pprofx"), Route::NotFound));
         assert!(matches!(route("/"), Route::NotFound));
@@ -410,7 +441,15 @@ mod tests {
         assert_eq!(profile_seconds(Some("seconds=1")), Ok(1));
         assert_eq!(profile_seconds(Some("seconds=300")), Ok(300));
         assert_eq!(profile_seconds(Some("seconds=5&seconds=abc")), Ok(5));
-        for bad in ["0", "301", "abc", "-1", "1.5", "100000", "99999999999999999999999"] {
+        for bad in [
+            "0",
+            "301",
+            "abc",
+            "-1",
+            "1.5",
+            "100000",
+            "99999999999999999999999",
+        ] {
             let err = profile_seconds(Some(&format!("seconds={bad}"))).unwrap_err();
             assert!(err.contains("1 to 300"), "{bad}: {err}");
         }

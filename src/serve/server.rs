@@ -163,13 +163,20 @@ impl<H: Handler> Server<H> {
 
     /// Accepts connections on `listener` until shutdown starts (then `Ok`), or until accepting
     /// fails in a way retrying cannot fix.
-    pub(crate) async fn serve(&self, listener: TcpListener, address: &str) -> Result<(), ServeError> {
+    pub(crate) async fn serve(
+        &self,
+        listener: TcpListener,
+        address: &str,
+    ) -> Result<(), ServeError> {
         let shared = &self.shared;
         let name = shared.name;
         if shared.closing.is_cancelled() {
             // Go's `Serve` after `Shutdown` returns `ErrServerClosed`, which callers treat as
             // a clean stop.
-            info!(server = name, address, "{name} server already shut down; not serving");
+            info!(
+                server = name,
+                address, "{name} server already shut down; not serving"
+            );
             return Ok(());
         }
         let _accepting = ActivityGuard::new(&shared.activity, Tracked::AcceptLoop);
@@ -195,7 +202,13 @@ impl<H: Handler> Server<H> {
                     // Go's accept loop backs off the same way (5 ms doubling to 1 s), so fd
                     // exhaustion does not turn into a busy loop.
                     backoff = (backoff * 2).clamp(Duration::from_millis(5), Duration::from_secs(1));
-                    warn!(server = name, address, error = %e, retry_in = ?backoff, "accept failed; retrying");
+                    warn!(
+                        server = name,
+                        address,
+                        error = %e,
+                        retry_in = ?backoff,
+                        "accept failed; retrying"
+                    );
                     tokio::select! {
                         biased;
                         () = shared.closing.cancelled() => break,
@@ -203,7 +216,12 @@ impl<H: Handler> Server<H> {
                     }
                 }
                 Err(source) => {
-                    error!(server = name, address, error = %source, "{name} server stopped: accept failed");
+                    error!(
+                        server = name,
+                        address,
+                        error = %source,
+                        "{name} server stopped: accept failed"
+                    );
                     return Err(ServeError::Accept {
                         address: address.to_string(),
                         source,
@@ -211,7 +229,10 @@ impl<H: Handler> Server<H> {
                 }
             }
         }
-        info!(server = name, address, "{name} server stopped accepting connections");
+        info!(
+            server = name,
+            address, "{name} server stopped accepting connections"
+        );
         Ok(())
     }
 
@@ -301,7 +322,13 @@ fn is_transient(e: &io::Error) -> bool {
     use io::ErrorKind::*;
     if matches!(
         e.kind(),
-        ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted | WouldBlock | TimedOut | OutOfMemory
+        ConnectionAborted
+            | ConnectionReset
+            | ConnectionRefused
+            | Interrupted
+            | WouldBlock
+            | TimedOut
+            | OutOfMemory
     ) {
         return true;
     }
@@ -377,7 +404,9 @@ mod tests {
     fn exhaustion_and_aborts_are_transient_but_a_broken_listener_is_not() {
         assert!(is_transient(&io::Error::from_raw_os_error(libc::EMFILE)));
         assert!(is_transient(&io::Error::from_raw_os_error(libc::ENFILE)));
-        assert!(is_transient(&io::Error::from(io::ErrorKind::ConnectionAborted)));
+        assert!(is_transient(&io::Error::from(
+            io::ErrorKind::ConnectionAborted
+        )));
         assert!(!is_transient(&io::Error::from_raw_os_error(libc::EBADF)));
         assert!(!is_transient(&io::Error::from_raw_os_error(libc::EINVAL)));
         assert!(!is_transient(&io::Error::from_raw_os_error(libc::ENOTSOCK)));

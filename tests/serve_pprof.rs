@@ -1,0 +1,320 @@
+//! The profiling server over loopback (T174–T178 and the Rust-specific answers).
+
+#[path = "serve_support.rs"]
+mod support;
+
+use std::io::Read as _;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use elastickv_metrics::serve::{
+    new_pprof_server, pprof_serve_task, pprof_shutdown_task, ServeError,
+};
+use pprof::protos::Message as _;
+use support::*;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// The CPU profiler is process-wide, and tests in this file run in parallel: every test that
+/// collects a profile holds this lock so none sees another's profile as a conflict.
+static PROFILER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+struct Pprof {
+    addr: SocketAddr,
+    cancel: CancellationToken,
+    tasks: JoinSet<Result<(), ServeError>>,
+}
+
+async fn start(token: &str) -> Pprof {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = new_pprof_server(token).expect("valid token");
+    let cancel = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    tasks.spawn(pprof_serve_task(
+        Some(server.clone()),
+        Some(listener),
+        addr.to_string(),
+    ));
+    tasks.spawn(pprof_shutdown_task(
+        cancel.clone(),
+        Some(server),
+        addr.to_string(),
+    ));
+    Pprof {
+        addr,
+        cancel,
+        tasks,
+    }
+}
+
+impl Pprof {
+    async fn stop(mut self) {
+        self.cancel.cancel();
+        tokio::time::timeout(IO_LIMIT, async {
+            while let Some(done) = self.tasks.join_next().await {
+                done.unwrap().expect("task succeeded");
+            }
+        })
+        .await
+        .expect("stopped within the limit");
+    }
+}
+
+#[tokio::test]
+async fn t174_index_is_200_html() {
+    let s = start("").await;
+    let reply = get(s.addr, "/debug/pprof/", &[]).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.header("Content-Type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(reply.text().contains("href=\"profile?seconds=30\""));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t175_one_second_profile_is_200_after_about_a_second() {
+    let _exclusive = PROFILER.lock().await;
+    let s = start("").await;
+    // Burn CPU meanwhile (bounded), so the profile has samples to show.
+    let burner = std::thread::spawn(|| {
+        let until = Instant::now() + Duration::from_millis(800);
+        let mut x = 0u64;
+        while Instant::now() < until {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+    });
+    let started = Instant::now();
+    let reply = get(s.addr, "/debug/pprof/profile?seconds=1", &[]).await;
+    let elapsed = started.elapsed();
+    burner.join().unwrap();
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert!(
+        elapsed >= Duration::from_millis(950) && elapsed < Duration::from_secs(10),
+        "{elapsed:?}"
+    );
+    assert_eq!(
+        reply.header("Content-Type"),
+        Some("application/octet-stream")
+    );
+    assert!(!reply.body.is_empty());
+    // A gzipped perftools.profiles.Profile, as `go tool pprof` reads it.
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(&reply.body[..])
+        .read_to_end(&mut raw)
+        .unwrap();
+    let profile = pprof::protos::Profile::decode(raw.as_slice()).expect("valid pprof protobuf");
+    assert!(!profile.sample_type.is_empty());
+    assert!(
+        !profile.sample.is_empty(),
+        "no CPU samples in a second of busy work"
+    );
+    assert!(
+        profile.duration_nanos >= 900_000_000,
+        "{}",
+        profile.duration_nanos
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_profile_is_409() {
+    let _exclusive = PROFILER.lock().await;
+    let s = start("").await;
+    let addr = s.addr;
+    let first = tokio::spawn(async move { get(addr, "/debug/pprof/profile?seconds=1", &[]).await });
+    // The first request takes the profiler within a few milliseconds of arriving.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = get(addr, "/debug/pprof/profile?seconds=1", &[]).await;
+    assert_eq!(second.status, 409);
+    assert!(second.text().contains("already"), "{}", second.text());
+    assert_eq!(first.await.unwrap().status, 200);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn out_of_range_or_unreadable_seconds_are_400_at_once() {
+    let s = start("").await;
+    for seconds in ["0", "abc", "100000", "-5", "301"] {
+        let started = Instant::now();
+        let reply = get(
+            s.addr,
+            &format!("/debug/pprof/profile?seconds={seconds}"),
+            &[],
+        )
+        .await;
+        assert_eq!(reply.status, 400, "{seconds}");
+        assert!(reply.text().contains("1 to 300"), "{}", reply.text());
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn t176_token_protects_every_pprof_path() {
+    let s = start("pprof-token").await;
+    for path in [
+        "/debug/pprof/",
+        "/debug/pprof/profile?seconds=abc",
+        "/debug/pprof/nope",
+        "/x",
+    ] {
+        let reply = get(s.addr, path, &[]).await;
+        assert_eq!(reply.status, 401, "{path}");
+        assert_eq!(reply.header("WWW-Authenticate"), Some("Bearer"));
+        assert_eq!(reply.body, b"Unauthorized\n");
+    }
+    let ok = get(
+        s.addr,
+        "/debug/pprof/",
+        &[("Authorization", "Bearer pprof-token")],
+    )
+    .await;
+    assert_eq!(ok.status, 200);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn t177_empty_token_leaves_pprof_open() {
+    let s = start("").await;
+    assert_eq!(get(s.addr, "/debug/pprof/", &[]).await.status, 200);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn t178_cmdline_symbol_trace_exist_and_outside_paths_are_404() {
+    let s = start("").await;
+    let cmdline = get(s.addr, "/debug/pprof/cmdline", &[]).await;
+    assert_eq!(cmdline.status, 200);
+    assert_eq!(
+        cmdline.header("Content-Type"),
+        Some("text/plain; charset=utf-8")
+    );
+    let expected: Vec<String> = std::env::args().collect();
+    assert_eq!(cmdline.text(), expected.join("\0"));
+    for path in ["/debug/pprof/symbol", "/debug/pprof/trace"] {
+        let reply = get(s.addr, path, &[]).await;
+        assert_eq!(reply.status, 501, "{path}");
+        assert!(reply.text().contains("not available"), "{}", reply.text());
+    }
+    for path in ["/", "/metrics", "/debug/pprofx", "/debug/"] {
+        assert_eq!(get(s.addr, path, &[]).await.status, 404, "{path}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn go_runtime_profiles_are_501_and_unknown_names_404() {
+    let s = start("").await;
+    for name in [
+        "heap",
+        "goroutine",
+        "allocs",
+        "block",
+        "mutex",
+        "threadcreate",
+    ] {
+        let reply = get(s.addr, &format!("/debug/pprof/{name}"), &[]).await;
+        assert_eq!(reply.status, 501, "{name}");
+        assert!(
+            reply.text().contains("Go runtime profile"),
+            "{}",
+            reply.text()
+        );
+    }
+    assert_eq!(get(s.addr, "/debug/pprof/unknown", &[]).await.status, 404);
+    assert_eq!(get(s.addr, "/debug/pprof/profile/", &[]).await.status, 404);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn symbol_post_from_pprof_tools_gets_the_explanation() {
+    let s = start("").await;
+    let reply = request(
+        s.addr,
+        "POST",
+        "/debug/pprof/symbol",
+        &[("Content-Length", "0")],
+    )
+    .await;
+    assert_eq!(reply.status, 501);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn bare_prefix_redirects_to_the_index() {
+    let s = start("").await;
+    let reply = get(s.addr, "/debug/pprof", &[]).await;
+    assert_eq!(reply.status, 301);
+    assert_eq!(reply.header("Location"), Some("/debug/pprof/"));
+    let with_query = get(s.addr, "/debug/pprof?debug=1", &[]).await;
+    assert_eq!(with_query.header("Location"), Some("/debug/pprof/?debug=1"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn write_methods_on_pprof_pages_get_405() {
+    let s = start("").await;
+    let reply = request(s.addr, "POST", "/debug/pprof/", &[("Content-Length", "0")]).await;
+    assert_eq!(reply.status, 405);
+    assert_eq!(reply.header("Allow"), Some("GET, HEAD"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn pprof_tasks_short_cut_without_server_or_listener() {
+    let quick = Duration::from_secs(1);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    tokio::time::timeout(quick, pprof_serve_task(None, Some(listener), "a".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    let server = new_pprof_server("").unwrap();
+    tokio::time::timeout(quick, pprof_serve_task(Some(server), None, "a".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    let never = CancellationToken::new();
+    tokio::time::timeout(quick, pprof_shutdown_task(never, None, "a".into()))
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[test]
+fn pprof_server_is_always_built_with_the_1s_header_timeout() {
+    let open = new_pprof_server("").unwrap();
+    assert!(!open.is_protected());
+    assert_eq!(open.header_read_timeout(), Duration::from_secs(1));
+    assert!(new_pprof_server("pprof-token").unwrap().is_protected());
+    assert!(matches!(
+        new_pprof_server("a b"),
+        Err(ServeError::TokenContainsWhitespace)
+    ));
+}
+
+#[tokio::test]
+async fn slow_header_client_is_dropped_by_pprof_too() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = start("").await;
+    let mut stream = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    stream
+        .write_all(b"GET /debug/pprof/ HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf))
+        .await
+        .expect("closed by the server");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    s.stop().await;
+}
