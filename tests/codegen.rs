@@ -48,12 +48,20 @@ fn errors(source: &str) -> Vec<String> {
 
 /// BASE with `from` replaced by `to` (which must occur exactly once).
 fn base_with(from: &str, to: &str) -> String {
-    assert_eq!(BASE.matches(from).count(), 1, "`{from}` must occur once in BASE");
+    assert_eq!(
+        BASE.matches(from).count(),
+        1,
+        "`{from}` must occur once in BASE"
+    );
     BASE.replace(from, to)
 }
 
 fn assert_single_error(source: &str, expected: &str) {
-    assert_eq!(errors(source), vec![expected.to_string()], "manifest:\n{source}");
+    assert_eq!(
+        errors(source),
+        vec![expected.to_string()],
+        "manifest:\n{source}"
+    );
 }
 
 fn golden(path: &str, actual: &str) {
@@ -84,14 +92,18 @@ fn base_manifest_generates_golden_rust() {
 
 #[test]
 fn real_manifest_generates_golden_rust() {
-    let source = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("metrics.toml")).unwrap();
+    let source =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("metrics.toml"))
+            .unwrap();
     let out = codegen::generate(&source).unwrap_or_else(|d| panic!("{d:?}"));
     golden("tests/golden/metrics.rs", &out.rust);
 }
 
 #[test]
 fn metrics_md_is_up_to_date_with_the_manifest() {
-    let source = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("metrics.toml")).unwrap();
+    let source =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("metrics.toml"))
+            .unwrap();
     let out = codegen::generate(&source).unwrap_or_else(|d| panic!("{d:?}"));
     golden("METRICS.md", &out.markdown);
 }
@@ -102,11 +114,19 @@ fn generated_code_has_generated_header_and_schema() {
     assert!(out.rust.starts_with("// @generated"));
     assert!(out.rust.contains("pub static SCHEMA: Schema"));
     // Mixed radix: outcome (2 values) × table (4 slots + overflow).
-    assert!(out.rust.contains("index: outcome as u32 * 5 + table.0"), "{}", out.rust);
+    assert!(
+        out.rust.contains("index: outcome as u32 * 5 + table.0"),
+        "{}",
+        out.rust
+    );
     // `le` values rendered as Go prints them, and as OpenMetrics canonical numbers.
     assert!(out.rust.contains(r#"le_text: &["0.001", "0.5", "1"]"#));
-    assert!(out.rust.contains(r#"le_openmetrics: &["0.001", "0.5", "1.0"]"#));
-    assert!(out.rust.contains("bounds: &[1000000, 500000000, 1000000000]"));
+    assert!(out
+        .rust
+        .contains(r#"le_openmetrics: &["0.001", "0.5", "1.0"]"#));
+    assert!(out
+        .rust
+        .contains("bounds: &[1000000, 500000000, 1000000000]"));
 }
 
 #[test]
@@ -160,7 +180,10 @@ fn duplicate_family() {
 
 #[test]
 fn duplicate_label_in_family() {
-    let e = errors(&base_with("labels = [\"outcome\", \"table\"]", "labels = [\"outcome\", \"outcome\"]"));
+    let e = errors(&base_with(
+        "labels = [\"outcome\", \"table\"]",
+        "labels = [\"outcome\", \"outcome\"]",
+    ));
     assert_eq!(
         e,
         [
@@ -239,7 +262,10 @@ fn empty_closed_set() {
 #[test]
 fn duplicate_value() {
     assert_single_error(
-        &base_with("values = [\"success\", \"error\"]", "values = [\"success\", \"success\"]"),
+        &base_with(
+            "values = [\"success\", \"error\"]",
+            "values = [\"success\", \"success\"]",
+        ),
         "metrics.toml:6:22: error: [domain.outcome]: value `success` is listed twice",
     );
 }
@@ -327,7 +353,9 @@ fn every_problem_is_reported_at_once() {
 
 #[test]
 fn real_manifest_declares_the_58_families() {
-    let source = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("metrics.toml")).unwrap();
+    let source =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("metrics.toml"))
+            .unwrap();
     let out = codegen::generate(&source).unwrap_or_else(|d| panic!("{d:?}"));
     assert_eq!(out.markdown.matches("\n| `elastickv_").count(), 58);
 }

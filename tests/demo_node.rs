@@ -25,7 +25,14 @@ impl Drop for Node {
 
 fn start(extra: &[&str]) -> Node {
     let mut child = Command::new(env!("CARGO_BIN_EXE_elastickv-metrics"))
-        .args(["--metrics-address", "127.0.0.1:0", "--pprof-address", "", "--metrics-token", TOKEN])
+        .args([
+            "--metrics-address",
+            "127.0.0.1:0",
+            "--pprof-address",
+            "",
+            "--metrics-token",
+            TOKEN,
+        ])
         .args(["--poll-interval", "200ms", "--rate", "3000"])
         .args(extra)
         .env("RUST_LOG", "warn")
@@ -53,7 +60,9 @@ fn start(extra: &[&str]) -> Node {
 /// A minimal HTTP/1.1 GET; returns (status, headers, body).
 fn get(address: &str, accept: &str, token: Option<&str>) -> (u16, String, String) {
     let mut stream = TcpStream::connect(address).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         stream,
@@ -65,7 +74,10 @@ fn get(address: &str, accept: &str, token: Option<&str>) -> (u16, String, String
     let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
     let status = head[9..12].parse().expect("status code");
     // The server may answer with chunked encoding.
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_string()
@@ -106,7 +118,8 @@ fn demo_node_exposes_all_58_families_within_10_seconds_and_stops_on_sigterm() {
         let (status, head, body) = get(&node.address, "text/plain;version=0.0.4", Some(TOKEN));
         assert_eq!(status, 200, "{head}");
         assert!(head.contains("text/plain; version=0.0.4"), "{head}");
-        let e = exposition::parse_text(&body).unwrap_or_else(|err| panic!("scrape does not parse: {err}"));
+        let e = exposition::parse_text(&body)
+            .unwrap_or_else(|err| panic!("scrape does not parse: {err}"));
         let missing: Vec<&String> = wanted.iter().filter(|n| e.family(n).is_none()).collect();
         // Overflow labels are part of what the demo shows: more than 512 tables and more than
         // 32 unsupported command names.
@@ -122,9 +135,14 @@ fn demo_node_exposes_all_58_families_within_10_seconds_and_stops_on_sigterm() {
     };
     assert_eq!(missing, 0, "families still missing after 10 s");
 
-    let (status, _, body) = get(&node.address, "application/openmetrics-text;version=1.0.0", Some(TOKEN));
+    let (status, _, body) = get(
+        &node.address,
+        "application/openmetrics-text;version=1.0.0",
+        Some(TOKEN),
+    );
     assert_eq!(status, 200);
-    exposition::parse_openmetrics(&body).unwrap_or_else(|err| panic!("OpenMetrics scrape does not parse: {err}"));
+    exposition::parse_openmetrics(&body)
+        .unwrap_or_else(|err| panic!("OpenMetrics scrape does not parse: {err}"));
 
     let (status, head, _) = get(&node.address, "*/*", None);
     assert_eq!(status, 401, "{head}");
@@ -138,7 +156,10 @@ fn demo_node_exposes_all_58_families_within_10_seconds_and_stops_on_sigterm() {
             assert!(status.success(), "exit status {status}");
             break;
         }
-        assert!(stopped.elapsed() < Duration::from_secs(6), "the node did not stop after SIGTERM");
+        assert!(
+            stopped.elapsed() < Duration::from_secs(6),
+            "the node did not stop after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -146,7 +167,11 @@ fn demo_node_exposes_all_58_families_within_10_seconds_and_stops_on_sigterm() {
 #[test]
 fn demo_node_without_openmetrics_always_serves_text() {
     let node = start(&["--no-openmetrics", "--run-for", "20s"]);
-    let (status, head, body) = get(&node.address, "application/openmetrics-text;version=1.0.0", Some(TOKEN));
+    let (status, head, body) = get(
+        &node.address,
+        "application/openmetrics-text;version=1.0.0",
+        Some(TOKEN),
+    );
     assert_eq!(status, 200);
     assert!(head.contains("text/plain; version=0.0.4"), "{head}");
     exposition::parse_text(&body).unwrap();

@@ -29,9 +29,11 @@ fn registry() -> Registry {
 /// Renders and strictly parses both formats; returns the text-format parse.
 fn scrape(r: &Registry) -> exposition::Exposition {
     let om = r.render(Format::OpenMetrics);
-    exposition::parse_openmetrics(&om).unwrap_or_else(|e| panic!("OpenMetrics scrape does not parse: {e}\n{om}"));
+    exposition::parse_openmetrics(&om)
+        .unwrap_or_else(|e| panic!("OpenMetrics scrape does not parse: {e}\n{om}"));
     let text = r.render(Format::Text);
-    exposition::parse_text(&text).unwrap_or_else(|e| panic!("text scrape does not parse: {e}\n{text}"))
+    exposition::parse_text(&text)
+        .unwrap_or_else(|e| panic!("text scrape does not parse: {e}\n{text}"))
 }
 
 fn labels<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
@@ -55,7 +57,10 @@ fn counter_serial_increments_are_exact() {
     c.inc_by(24);
     assert_eq!(c.get(), 1024);
     let e = scrape(&r);
-    let v = e.value("elastickv_redis_requests_total", &labels(&[("command", "GET"), ("outcome", "success")]));
+    let v = e.value(
+        "elastickv_redis_requests_total",
+        &labels(&[("command", "GET"), ("outcome", "success")]),
+    );
     assert_eq!(v, Some(1024.0));
 }
 
@@ -82,7 +87,10 @@ fn counter_concurrent_increments_are_exact() {
     }
     assert_eq!(c.get(), THREADS * EACH);
     let e = scrape(&r);
-    let v = e.value("elastickv_redis_requests_total", &labels(&[("command", "GET"), ("outcome", "success")]));
+    let v = e.value(
+        "elastickv_redis_requests_total",
+        &labels(&[("command", "GET"), ("outcome", "success")]),
+    );
     assert_eq!(v, Some((THREADS * EACH) as f64));
 }
 
@@ -185,7 +193,10 @@ fn integer_gauge_serial_set_and_add() {
     g.add(-7);
     assert_eq!(g.get(), -2);
     let e = scrape(&r);
-    assert_eq!(e.value("elastickv_raft_term", &labels(&[("group", "3")])), Some(-2.0));
+    assert_eq!(
+        e.value("elastickv_raft_term", &labels(&[("group", "3")])),
+        Some(-2.0)
+    );
 }
 
 #[test]
@@ -194,7 +205,9 @@ fn integer_gauge_concurrent_adds_are_exact() {
     let group = r.store().open(RAFT_GROUP).resolve("1");
     let g = r.store().gauge(family::elastickv_raft_fsm_pending(group));
     let handles: Vec<_> = (0..4)
-        .map(|i| thread::spawn(move || (0..50_000).for_each(|_| g.add(if i % 2 == 0 { 3 } else { -1 }))))
+        .map(|i| {
+            thread::spawn(move || (0..50_000).for_each(|_| g.add(if i % 2 == 0 { 3 } else { -1 })))
+        })
         .collect();
     for h in handles {
         h.join().unwrap();
@@ -206,11 +219,22 @@ fn integer_gauge_concurrent_adds_are_exact() {
 fn float_gauge_serial_and_special_values() {
     let r = registry();
     let group = r.store().open(RAFT_GROUP).resolve("1");
-    let g = r.store().float_gauge(family::elastickv_raft_last_contact_seconds(group));
-    for (v, text) in [(0.25, "0.25"), (-1.0, "-1"), (f64::INFINITY, "+Inf"), (f64::NEG_INFINITY, "-Inf"), (1e6, "1e+06")] {
+    let g = r
+        .store()
+        .float_gauge(family::elastickv_raft_last_contact_seconds(group));
+    for (v, text) in [
+        (0.25, "0.25"),
+        (-1.0, "-1"),
+        (f64::INFINITY, "+Inf"),
+        (f64::NEG_INFINITY, "-Inf"),
+        (1e6, "1e+06"),
+    ] {
         g.set(v);
         let out = r.render(Format::Text);
-        assert!(out.contains(&format!("}} {text}\n")), "{v} should print as {text}:\n{out}");
+        assert!(
+            out.contains(&format!("}} {text}\n")),
+            "{v} should print as {text}:\n{out}"
+        );
         exposition::parse_text(&out).unwrap();
     }
     g.set(f64::NAN);
@@ -222,7 +246,9 @@ fn float_gauge_serial_and_special_values() {
 fn float_gauge_concurrent_adds_are_exact() {
     let r = registry();
     let op = DynamodbOperation::PutItem;
-    let g = r.store().float_gauge(family::elastickv_dynamodb_inflight_requests(op));
+    let g = r
+        .store()
+        .float_gauge(family::elastickv_dynamodb_inflight_requests(op));
     let handles: Vec<_> = (0..4)
         .map(|_| thread::spawn(move || (0..20_000).for_each(|_| g.add(1.0))))
         .collect();
@@ -240,24 +266,39 @@ fn removed_gauge_series_disappears_and_returns_from_zero() {
     assert!(fresh);
     let series = family::elastickv_sqs_queue_messages(queue, SqsDepthState::Visible);
     store.gauge(series).set(7);
-    assert_eq!(scrape(&r).get("elastickv_sqs_queue_messages", &[("queue", "orders")]), Some(7.0));
+    assert_eq!(
+        scrape(&r).get("elastickv_sqs_queue_messages", &[("queue", "orders")]),
+        Some(7.0)
+    );
     assert!(store.remove(series));
     assert!(store.open(SQS_DEPTH_QUEUE).release(queue));
     assert!(scrape(&r).family("elastickv_sqs_queue_messages").is_none());
     let (again, _) = store.open(SQS_DEPTH_QUEUE).acquire(&["audio"]);
     assert_eq!(again, queue, "a released slot is reused");
-    let g = store.gauge(family::elastickv_sqs_queue_messages(again, SqsDepthState::Visible));
+    let g = store.gauge(family::elastickv_sqs_queue_messages(
+        again,
+        SqsDepthState::Visible,
+    ));
     assert_eq!(g.get(), 0);
     let e = scrape(&r);
-    assert_eq!(e.get("elastickv_sqs_queue_messages", &[("queue", "audio")]), Some(0.0));
-    assert_eq!(e.get("elastickv_sqs_queue_messages", &[("queue", "orders")]), None);
+    assert_eq!(
+        e.get("elastickv_sqs_queue_messages", &[("queue", "audio")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        e.get("elastickv_sqs_queue_messages", &[("queue", "orders")]),
+        None
+    );
 }
 
 // ---------------------------------------------------------------- histograms
 
 fn redis_latency(r: &Registry) -> elastickv_metrics::storage::Histogram {
     r.store()
-        .histogram(family::elastickv_redis_request_duration_seconds(RedisCommand::Get, RedisOutcome::Success))
+        .histogram(family::elastickv_redis_request_duration_seconds(
+            RedisCommand::Get,
+            RedisOutcome::Success,
+        ))
 }
 
 #[test]
@@ -269,29 +310,51 @@ fn histogram_serial_buckets_sum_and_count() {
         h.observe_duration(Duration::from_millis(ms));
     }
     let e = scrape(&r);
-    let bucket = |le: &str| e.get("elastickv_redis_request_duration_seconds_bucket", &[("le", le)]).unwrap();
+    let bucket = |le: &str| {
+        e.get(
+            "elastickv_redis_request_duration_seconds_bucket",
+            &[("le", le)],
+        )
+        .unwrap()
+    };
     assert_eq!(bucket("0.001"), 1.0);
     assert_eq!(bucket("0.01"), 1.0);
     assert_eq!(bucket("0.025"), 3.0);
     assert_eq!(bucket("0.25"), 4.0);
     assert_eq!(bucket("60"), 4.0);
     assert_eq!(bucket("+Inf"), 5.0);
-    assert_eq!(e.get("elastickv_redis_request_duration_seconds_count", &[]), Some(5.0));
-    let sum = e.get("elastickv_redis_request_duration_seconds_sum", &[]).unwrap();
+    assert_eq!(
+        e.get("elastickv_redis_request_duration_seconds_count", &[]),
+        Some(5.0)
+    );
+    let sum = e
+        .get("elastickv_redis_request_duration_seconds_sum", &[])
+        .unwrap();
     assert!((sum - 61.275).abs() < 1e-9, "{sum}");
 }
 
 #[test]
 fn integer_histogram_records_plain_numbers() {
     let r = registry();
-    let h = r.store().histogram(family::elastickv_lua_conflict_retries());
+    let h = r
+        .store()
+        .histogram(family::elastickv_lua_conflict_retries());
     for v in [0, 0, 3, 51, -4] {
         h.observe_i64(v);
     }
     let e = scrape(&r);
-    assert_eq!(e.get("elastickv_lua_conflict_retries_bucket", &[("le", "0")]), Some(3.0));
-    assert_eq!(e.get("elastickv_lua_conflict_retries_bucket", &[("le", "3")]), Some(4.0));
-    assert_eq!(e.get("elastickv_lua_conflict_retries_bucket", &[("le", "+Inf")]), Some(5.0));
+    assert_eq!(
+        e.get("elastickv_lua_conflict_retries_bucket", &[("le", "0")]),
+        Some(3.0)
+    );
+    assert_eq!(
+        e.get("elastickv_lua_conflict_retries_bucket", &[("le", "3")]),
+        Some(4.0)
+    );
+    assert_eq!(
+        e.get("elastickv_lua_conflict_retries_bucket", &[("le", "+Inf")]),
+        Some(5.0)
+    );
     assert_eq!(e.get("elastickv_lua_conflict_retries_sum", &[]), Some(54.0));
 }
 
@@ -339,7 +402,11 @@ fn histogram_invariants_hold_on_thousands_of_scrapes_during_observation() {
         .collect();
     let mut last_count = 0.0;
     for n in 0..2_000 {
-        let format = if n % 2 == 0 { Format::Text } else { Format::OpenMetrics };
+        let format = if n % 2 == 0 {
+            Format::Text
+        } else {
+            Format::OpenMetrics
+        };
         let out = r.render(format);
         // The parsers reject any scrape whose buckets are not cumulative or whose `_count`
         // differs from the `+Inf` bucket.
@@ -348,7 +415,9 @@ fn histogram_invariants_hold_on_thousands_of_scrapes_during_observation() {
             Format::OpenMetrics => exposition::parse_openmetrics(&out),
         }
         .unwrap_or_else(|e| panic!("scrape {n}: {e}"));
-        let count = e.get("elastickv_redis_request_duration_seconds_count", &[]).unwrap();
+        let count = e
+            .get("elastickv_redis_request_duration_seconds_count", &[])
+            .unwrap();
         assert!(count >= last_count, "count went back");
         last_count = count;
     }
@@ -365,9 +434,17 @@ fn open_set_admits_up_to_max_then_overflows() {
     let set = r.store().open(DYNAMODB_TABLE);
     let slots: Vec<Slot> = (0..512).map(|i| set.resolve(&format!("t{i}"))).collect();
     assert!(slots.iter().all(|s| *s != set.overflow()));
-    assert_eq!(set.resolve("t7"), slots[7], "admitted values keep their slot");
+    assert_eq!(
+        set.resolve("t7"),
+        slots[7],
+        "admitted values keep their slot"
+    );
     assert_eq!(set.resolve("one-too-many"), set.overflow());
-    assert_eq!(set.resolve("_other"), set.overflow(), "the overflow value maps to the overflow slot");
+    assert_eq!(
+        set.resolve("_other"),
+        set.overflow(),
+        "the overflow value maps to the overflow slot"
+    );
     assert_eq!(set.view().len(), 512);
 }
 
@@ -404,7 +481,10 @@ fn open_set_cap_holds_under_concurrency() {
         .filter(|s| s.label("table") != Some("_other"))
         .collect();
     assert_eq!(real.len(), 512);
-    let total: f64 = e.samples_named("elastickv_dynamodb_table_requests_total").map(|s| s.value).sum();
+    let total: f64 = e
+        .samples_named("elastickv_dynamodb_table_requests_total")
+        .map(|s| s.value)
+        .sum();
     assert_eq!(total, 8_000.0, "nothing lost to overflow");
 }
 
@@ -424,7 +504,10 @@ fn hostile_label_values_round_trip_through_both_formats() {
     for (i, v) in nasty.iter().enumerate() {
         let slot = r.store().open(DYNAMODB_TABLE).resolve(v);
         r.store()
-            .counter(family::elastickv_dynamodb_written_items_total(DynamodbOperation::PutItem, slot))
+            .counter(family::elastickv_dynamodb_written_items_total(
+                DynamodbOperation::PutItem,
+                slot,
+            ))
             .inc_by(i as u64 + 1);
     }
     let e = scrape(&r);
@@ -435,7 +518,13 @@ fn hostile_label_values_round_trip_through_both_formats() {
         );
         if v.is_empty() {
             // An empty label value is an absent label in Prometheus.
-            assert_eq!(e.value("elastickv_dynamodb_written_items_total", &labels(&[("operation", "PutItem")])), Some(i as f64 + 1.0));
+            assert_eq!(
+                e.value(
+                    "elastickv_dynamodb_written_items_total",
+                    &labels(&[("operation", "PutItem")])
+                ),
+                Some(i as f64 + 1.0)
+            );
         } else {
             assert_eq!(got, Some(i as f64 + 1.0), "value {v:?}");
         }
@@ -450,7 +539,10 @@ fn fresh_registry_exposes_only_the_unlabelled_retry_histogram() {
     let e = scrape(&r);
     let names: Vec<&str> = e.families.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, ["elastickv_lua_conflict_retries"]);
-    assert_eq!(e.value("elastickv_lua_conflict_retries_count", &NODE), Some(0.0));
+    assert_eq!(
+        e.value("elastickv_lua_conflict_retries_count", &NODE),
+        Some(0.0)
+    );
 }
 
 #[test]
@@ -458,15 +550,29 @@ fn encoder_golden_text() {
     let r = Registry::new("n\"1", "a\\b\nc");
     let s = r.store();
     s.counter(GET_OK()).inc_by(18_446_744_073_709_551_615);
-    s.histogram(family::elastickv_dynamodb_request_size_bytes(DynamodbOperation::Query)).observe(1_048_576);
-    s.gauge(family::elastickv_fsm_apply_sync_mode(FsmMode::Nosync)).set(1);
-    let expected = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/encoder.txt"));
+    s.histogram(family::elastickv_dynamodb_request_size_bytes(
+        DynamodbOperation::Query,
+    ))
+    .observe(1_048_576);
+    s.gauge(family::elastickv_fsm_apply_sync_mode(FsmMode::Nosync))
+        .set(1);
+    let expected = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/encoder.txt"
+    ));
     let actual = r.render(Format::Text);
     if std::env::var_os("BLESS").is_some() {
-        std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/encoder.txt"), &actual).unwrap();
+        std::fs::write(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/encoder.txt"),
+            &actual,
+        )
+        .unwrap();
         return;
     }
-    assert_eq!(actual, expected.expect("tests/golden/encoder.txt (BLESS=1 creates it)"));
+    assert_eq!(
+        actual,
+        expected.expect("tests/golden/encoder.txt (BLESS=1 creates it)")
+    );
     exposition::parse_text(&actual).unwrap();
 }
 
@@ -475,15 +581,22 @@ fn encoder_golden_openmetrics() {
     let r = Registry::new("n\"1", "a\\b\nc");
     let s = r.store();
     s.counter(GET_OK()).inc_by(18_446_744_073_709_551_615);
-    s.histogram(family::elastickv_dynamodb_request_size_bytes(DynamodbOperation::Query)).observe(1_048_576);
-    s.gauge(family::elastickv_fsm_apply_sync_mode(FsmMode::Nosync)).set(1);
+    s.histogram(family::elastickv_dynamodb_request_size_bytes(
+        DynamodbOperation::Query,
+    ))
+    .observe(1_048_576);
+    s.gauge(family::elastickv_fsm_apply_sync_mode(FsmMode::Nosync))
+        .set(1);
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/encoder.om.txt");
     let actual = r.render(Format::OpenMetrics);
     if std::env::var_os("BLESS").is_some() {
         std::fs::write(path, &actual).unwrap();
         return;
     }
-    assert_eq!(actual, std::fs::read_to_string(path).expect("BLESS=1 creates it"));
+    assert_eq!(
+        actual,
+        std::fs::read_to_string(path).expect("BLESS=1 creates it")
+    );
     exposition::parse_openmetrics(&actual).unwrap();
 }
 
@@ -518,7 +631,11 @@ fn repeated_encoding_into_a_reused_buffer_does_not_grow_it() {
         r.encode(Format::Text, &mut buf);
         assert_eq!(buf.len(), first);
     }
-    assert_eq!(buf.capacity(), capacity, "steady-state scrapes reuse the buffer");
+    assert_eq!(
+        buf.capacity(),
+        capacity,
+        "steady-state scrapes reuse the buffer"
+    );
 }
 
 // ---------------------------------------------------------------- registries
@@ -533,7 +650,12 @@ fn t01_every_series_carries_node_id_and_node_address() {
     for f in &e.families {
         for s in &f.samples {
             assert_eq!(s.label("node_id"), Some("n1"), "{}", s.name);
-            assert_eq!(s.label("node_address"), Some("10.0.0.1:50051"), "{}", s.name);
+            assert_eq!(
+                s.label("node_address"),
+                Some("10.0.0.1:50051"),
+                "{}",
+                s.name
+            );
         }
     }
 }
@@ -543,7 +665,10 @@ fn t02_fresh_registry_has_exactly_one_family() {
     let e = scrape(&registry());
     assert_eq!(e.families.len(), 1);
     assert_eq!(e.families[0].name, "elastickv_lua_conflict_retries");
-    assert_eq!(e.get("elastickv_lua_conflict_retries_count", &[]), Some(0.0));
+    assert_eq!(
+        e.get("elastickv_lua_conflict_retries_count", &[]),
+        Some(0.0)
+    );
 }
 
 #[test]
@@ -556,7 +681,16 @@ fn t04_registries_are_independent() {
     }
     assert_eq!(b.store().counter(GET_OK()).get(), 0);
     let set = b.store().open(DYNAMODB_TABLE);
-    assert_ne!(set.resolve("fresh"), set.overflow(), "caps are per registry");
-    assert!(scrape(&b).get("elastickv_redis_requests_total", &[]).is_some());
-    assert_eq!(scrape(&b).get("elastickv_redis_requests_total", &[]), Some(0.0));
+    assert_ne!(
+        set.resolve("fresh"),
+        set.overflow(),
+        "caps are per registry"
+    );
+    assert!(scrape(&b)
+        .get("elastickv_redis_requests_total", &[])
+        .is_some());
+    assert_eq!(
+        scrape(&b).get("elastickv_redis_requests_total", &[]),
+        Some(0.0)
+    );
 }

@@ -707,6 +707,7 @@ fn config_knobs_are_kept() {
             shutdown_timeout: Duration::from_secs(2),
         },
         max_concurrent_scrapes: 3,
+        enable_openmetrics: false,
     };
     let server = new_metrics_server_with(Some(fixed()), "", config)
         .unwrap()

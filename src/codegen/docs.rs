@@ -40,25 +40,50 @@ pub fn markdown(m: &Manifest) -> String {
                 .iter()
                 .map(|&d| {
                     let d = &m.domains[d];
-                    let names = d.labels.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", ");
+                    let names = d
+                        .labels
+                        .iter()
+                        .map(|l| format!("`{l}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
                     match &d.kind {
                         DomainKind::Closed(values) => format!(
                             "{names} ∈ {{{}}}",
-                            values.iter().map(|v| format!("`{}`", cell(v))).collect::<Vec<_>>().join(", ")
+                            values
+                                .iter()
+                                .map(|v| format!("`{}`", cell(v)))
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
-                        DomainKind::Open { max, overflow, removable } => format!(
+                        DomainKind::Open {
+                            max,
+                            overflow,
+                            removable,
+                        } => format!(
                             "{names}: open, at most {max} values, then `{}`{}",
                             overflow.join("`, `"),
-                            if *removable { " (slots are freed when series are removed)" } else { "" }
+                            if *removable {
+                                " (slots are freed when series are removed)"
+                            } else {
+                                ""
+                            }
                         ),
                     }
                 })
                 .collect();
             let buckets = if f.kind.is_histogram() {
-                let unit = if f.kind == Kind::HistogramDuration { " (s)" } else { "" };
+                let unit = if f.kind == Kind::HistogramDuration {
+                    " (s)"
+                } else {
+                    ""
+                };
                 format!(
                     "{}{unit}",
-                    f.buckets.iter().map(|b| format_f64(*b)).collect::<Vec<_>>().join(", ")
+                    f.buckets
+                        .iter()
+                        .map(|b| format_f64(*b))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             } else {
                 String::new()
@@ -68,7 +93,11 @@ pub fn markdown(m: &Manifest) -> String {
                 "| `{}` | {} | {} | {} | {} |",
                 f.name,
                 f.kind.type_name(),
-                if labels.is_empty() { "(none)".to_string() } else { labels.join("<br>") },
+                if labels.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    labels.join("<br>")
+                },
                 buckets,
                 cell(&f.help)
             );
@@ -79,7 +108,12 @@ pub fn markdown(m: &Manifest) -> String {
     if !documented.is_empty() {
         o.push_str("## Notes on label domains\n\n");
         for d in documented {
-            let _ = writeln!(o, "- `{}`: {}", d.id, cell(d.doc.as_deref().unwrap_or_default()));
+            let _ = writeln!(
+                o,
+                "- `{}`: {}",
+                d.id,
+                cell(d.doc.as_deref().unwrap_or_default())
+            );
         }
     }
     o

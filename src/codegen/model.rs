@@ -209,7 +209,10 @@ impl Cx<'_> {
             other => {
                 self.error(
                     value.span(),
-                    format!("{what} must be an array of strings, found {}", other.type_str()),
+                    format!(
+                        "{what} must be an array of strings, found {}",
+                        other.type_str()
+                    ),
                 );
                 None
             }
@@ -236,7 +239,9 @@ fn number(value: &DeValue<'_>) -> Option<f64> {
     match value {
         DeValue::Integer(i) => {
             let digits: String = i.as_str().chars().filter(|c| *c != '_').collect();
-            i64::from_str_radix(&digits, i.radix()).ok().map(|v| v as f64)
+            i64::from_str_radix(&digits, i.radix())
+                .ok()
+                .map(|v| v as f64)
         }
         DeValue::Float(f) => {
             let text: String = f.as_str().chars().filter(|c| *c != '_').collect();
@@ -335,7 +340,10 @@ impl Manifest {
 
 fn parse_registry(cx: &mut Cx<'_>, root: &DeTable<'_>) -> Vec<(String, Range<usize>)> {
     let Some(registry) = get(root, "registry") else {
-        cx.error(0..0, "missing `[registry]` table (it declares `const_labels`)");
+        cx.error(
+            0..0,
+            "missing `[registry]` table (it declares `const_labels`)",
+        );
         return Vec::new();
     };
     let DeValue::Table(table) = registry.get_ref() else {
@@ -346,16 +354,17 @@ fn parse_registry(cx: &mut Cx<'_>, root: &DeTable<'_>) -> Vec<(String, Range<usi
     let Some(value) = get(table, "const_labels") else {
         return Vec::new();
     };
-    let labels = cx
-        .string_array(value, "`const_labels`")
-        .unwrap_or_default();
+    let labels = cx.string_array(value, "`const_labels`").unwrap_or_default();
     let mut seen = BTreeSet::new();
     for (name, span) in &labels {
         if let Some(problem) = label_name_problem(name) {
             cx.error(span.clone(), problem);
         }
         if !seen.insert(name.clone()) {
-            cx.error(span.clone(), format!("constant label `{name}` is declared twice"));
+            cx.error(
+                span.clone(),
+                format!("constant label `{name}` is declared twice"),
+            );
         }
     }
     labels
@@ -370,7 +379,10 @@ fn parse_domains(
         return Vec::new();
     };
     let DeValue::Table(table) = value.get_ref() else {
-        cx.error(value.span(), "`domain` must be a table of `[domain.<id>]` tables");
+        cx.error(
+            value.span(),
+            "`domain` must be a table of `[domain.<id>]` tables",
+        );
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -380,7 +392,9 @@ fn parse_domains(
         if !is_snake_ident(id) {
             cx.error(
                 key.span(),
-                format!("domain id `{id}` must be snake_case ([a-z][a-z0-9_]*): it becomes a Rust name"),
+                format!(
+                    "domain id `{id}` must be snake_case ([a-z][a-z0-9_]*): it becomes a Rust name"
+                ),
             );
         }
         let DeValue::Table(body) = value.get_ref() else {
@@ -408,7 +422,15 @@ fn parse_domain(
     let what = format!("[domain.{id}]");
     cx.check_keys(
         body,
-        &["label", "labels", "values", "max", "overflow", "removable", "doc"],
+        &[
+            "label",
+            "labels",
+            "values",
+            "max",
+            "overflow",
+            "removable",
+            "doc",
+        ],
         &what,
     );
     let doc = get(body, "doc").and_then(|v| cx.string(v, "`doc`"));
@@ -425,13 +447,19 @@ fn parse_domain(
         (None, Some(v)) => {
             let labels = cx.string_array(v, "`labels`")?;
             if labels.is_empty() {
-                cx.error(v.span(), format!("{what}: `labels` must name at least one label"));
+                cx.error(
+                    v.span(),
+                    format!("{what}: `labels` must name at least one label"),
+                );
                 return None;
             }
             labels
         }
         (None, None) => {
-            cx.error(span, format!("{what} needs `label = \"name\"` (or `labels = [...]` for a tuple)"));
+            cx.error(
+                span,
+                format!("{what} needs `label = \"name\"` (or `labels = [...]` for a tuple)"),
+            );
             return None;
         }
     };
@@ -450,7 +478,10 @@ fn parse_domain(
             ok = false;
         }
         if !seen.insert(name.as_str()) {
-            cx.error(lspan.clone(), format!("label `{name}` appears twice in {what}"));
+            cx.error(
+                lspan.clone(),
+                format!("label `{name}` appears twice in {what}"),
+            );
             ok = false;
         }
     }
@@ -461,7 +492,11 @@ fn parse_domain(
     let removable = get(body, "removable");
     let kind = match values {
         Some(values) => {
-            for (key, present) in [("max", &max), ("overflow", &overflow), ("removable", &removable)] {
+            for (key, present) in [
+                ("max", &max),
+                ("overflow", &overflow),
+                ("removable", &removable),
+            ] {
                 if present.is_some() {
                     let kspan = key_span(body, key).unwrap_or(span.clone());
                     cx.error(
@@ -480,7 +515,10 @@ fn parse_domain(
             }
             let list = cx.string_array(values, "`values`")?;
             if list.is_empty() {
-                cx.error(values.span(), format!("{what}: `values` is empty; a closed label needs at least one value"));
+                cx.error(
+                    values.span(),
+                    format!("{what}: `values` is empty; a closed label needs at least one value"),
+                );
                 return None;
             }
             let mut seen = BTreeSet::new();
@@ -494,7 +532,10 @@ fn parse_domain(
                     ok = false;
                 }
                 if !seen.insert(value.as_str()) {
-                    cx.error(vspan.clone(), format!("{what}: value `{value}` is listed twice"));
+                    cx.error(
+                        vspan.clone(),
+                        format!("{what}: value `{value}` is listed twice"),
+                    );
                     ok = false;
                     continue;
                 }
@@ -531,7 +572,10 @@ fn parse_domain(
                 other => {
                     cx.error(
                         max_value.span(),
-                        format!("{what}: `max` must be an integer, found {}", other.type_str()),
+                        format!(
+                            "{what}: `max` must be an integer, found {}",
+                            other.type_str()
+                        ),
                     );
                     return None;
                 }
@@ -581,7 +625,10 @@ fn parse_domain(
                     other => {
                         cx.error(
                             v.span(),
-                            format!("{what}: `removable` must be true or false, found {}", other.type_str()),
+                            format!(
+                                "{what}: `removable` must be true or false, found {}",
+                                other.type_str()
+                            ),
                         );
                         false
                     }
@@ -627,17 +674,16 @@ fn check_overflow_collisions(cx: &mut Cx<'_>, domains: &[RawDomain]) {
     }
 }
 
-fn parse_families(
-    cx: &mut Cx<'_>,
-    root: &DeTable<'_>,
-    domains: &mut [RawDomain],
-) -> Vec<Family> {
+fn parse_families(cx: &mut Cx<'_>, root: &DeTable<'_>, domains: &mut [RawDomain]) -> Vec<Family> {
     let Some(value) = get(root, "family") else {
         cx.error(0..0, "no `[[family]]` declared");
         return Vec::new();
     };
     let DeValue::Array(items) = value.get_ref() else {
-        cx.error(value.span(), "`family` must be an array of tables (`[[family]]`)");
+        cx.error(
+            value.span(),
+            "`family` must be an array of tables (`[[family]]`)",
+        );
         return Vec::new();
     };
     let mut families = Vec::new();
@@ -704,7 +750,15 @@ fn parse_family(
 ) -> Option<(Family, Range<usize>)> {
     cx.check_keys(
         table,
-        &["name", "kind", "subsystem", "help", "labels", "value", "buckets"],
+        &[
+            "name",
+            "kind",
+            "subsystem",
+            "help",
+            "labels",
+            "value",
+            "buckets",
+        ],
         "[[family]]",
     );
     let Some(name_value) = get(table, "name") else {
@@ -722,7 +776,10 @@ fn parse_family(
         );
         ok = false;
     } else if name.starts_with("__") {
-        cx.error(name_span.clone(), format!("metric name `{name}` is reserved (`__` prefix)"));
+        cx.error(
+            name_span.clone(),
+            format!("metric name `{name}` is reserved (`__` prefix)"),
+        );
         ok = false;
     }
 
@@ -771,33 +828,45 @@ fn parse_family(
             }
             Kind::Counter
         }
-        "gauge" => match value_text.as_ref().map(|(v, s)| (v.as_str(), s.clone())) {
-            Some(("integer", _)) => Kind::GaugeInteger,
-            Some(("float", _)) => Kind::GaugeFloat,
-            Some((other, vspan)) => {
-                cx.error(vspan, format!("{what}: gauge `value` must be \"integer\" or \"float\", not \"{other}\""));
-                return None;
+        "gauge" => {
+            match value_text.as_ref().map(|(v, s)| (v.as_str(), s.clone())) {
+                Some(("integer", _)) => Kind::GaugeInteger,
+                Some(("float", _)) => Kind::GaugeFloat,
+                Some((other, vspan)) => {
+                    cx.error(vspan, format!("{what}: gauge `value` must be \"integer\" or \"float\", not \"{other}\""));
+                    return None;
+                }
+                None => {
+                    cx.error(
+                        span.clone(),
+                        format!(
+                            "{what}: a gauge needs `value = \"integer\"` or `value = \"float\"`"
+                        ),
+                    );
+                    return None;
+                }
             }
-            None => {
-                cx.error(span.clone(), format!("{what}: a gauge needs `value = \"integer\"` or `value = \"float\"`"));
-                return None;
+        }
+        "histogram" => {
+            match value_text.as_ref().map(|(v, s)| (v.as_str(), s.clone())) {
+                Some(("duration", _)) => Kind::HistogramDuration,
+                Some(("integer", _)) => Kind::HistogramInteger,
+                Some((other, vspan)) => {
+                    cx.error(vspan, format!("{what}: histogram `value` must be \"duration\" or \"integer\", not \"{other}\""));
+                    return None;
+                }
+                None => {
+                    cx.error(span.clone(), format!("{what}: a histogram needs `value = \"duration\"` or `value = \"integer\"`"));
+                    return None;
+                }
             }
-        },
-        "histogram" => match value_text.as_ref().map(|(v, s)| (v.as_str(), s.clone())) {
-            Some(("duration", _)) => Kind::HistogramDuration,
-            Some(("integer", _)) => Kind::HistogramInteger,
-            Some((other, vspan)) => {
-                cx.error(vspan, format!("{what}: histogram `value` must be \"duration\" or \"integer\", not \"{other}\""));
-                return None;
-            }
-            None => {
-                cx.error(span.clone(), format!("{what}: a histogram needs `value = \"duration\"` or `value = \"integer\"`"));
-                return None;
-            }
-        },
+        }
         other => {
             let kspan = get(table, "kind").map_or(span.clone(), |v| v.span());
-            cx.error(kspan, format!("{what}: unknown kind `{other}` (expected counter, gauge or histogram)"));
+            cx.error(
+                kspan,
+                format!("{what}: unknown kind `{other}` (expected counter, gauge or histogram)"),
+            );
             return None;
         }
     };
@@ -823,7 +892,10 @@ fn parse_family(
             };
             let raw = &mut domains[index];
             raw.used = true;
-            if let DomainKind::Open { removable: true, .. } = raw.domain.kind {
+            if let DomainKind::Open {
+                removable: true, ..
+            } = raw.domain.kind
+            {
                 if !matches!(kind, Kind::GaugeInteger | Kind::GaugeFloat) {
                     cx.error(
                         dspan.clone(),
@@ -889,24 +961,41 @@ fn parse_buckets(
         return Vec::new();
     }
     let Some(value) = value else {
-        cx.error(span.clone(), format!("{what}: a histogram needs `buckets = [...]`"));
+        cx.error(
+            span.clone(),
+            format!("{what}: a histogram needs `buckets = [...]`"),
+        );
         *ok = false;
         return Vec::new();
     };
     let DeValue::Array(items) = value.get_ref() else {
-        cx.error(value.span(), format!("{what}: `buckets` must be an array of numbers"));
+        cx.error(
+            value.span(),
+            format!("{what}: `buckets` must be an array of numbers"),
+        );
         *ok = false;
         return Vec::new();
     };
     if items.is_empty() {
-        cx.error(value.span(), format!("{what}: `buckets` is empty; give at least one upper bound (`+Inf` is implicit)"));
+        cx.error(
+            value.span(),
+            format!(
+                "{what}: `buckets` is empty; give at least one upper bound (`+Inf` is implicit)"
+            ),
+        );
         *ok = false;
         return Vec::new();
     }
     let mut out: Vec<f64> = Vec::with_capacity(items.len());
     for item in items.iter() {
         let Some(bound) = number(item.get_ref()) else {
-            cx.error(item.span(), format!("{what}: bucket bounds must be numbers, found {}", item.get_ref().type_str()));
+            cx.error(
+                item.span(),
+                format!(
+                    "{what}: bucket bounds must be numbers, found {}",
+                    item.get_ref().type_str()
+                ),
+            );
             *ok = false;
             continue;
         };
@@ -916,7 +1005,10 @@ fn parse_buckets(
             continue;
         }
         if bound < 0.0 {
-            cx.error(item.span(), format!("{what}: bucket bound {bound} is negative; observations are non-negative"));
+            cx.error(
+                item.span(),
+                format!("{what}: bucket bound {bound} is negative; observations are non-negative"),
+            );
             *ok = false;
             continue;
         }
@@ -938,12 +1030,20 @@ fn parse_buckets(
         }
         if let Some(&last) = out.last() {
             if bound == last {
-                cx.error(item.span(), format!("{what}: bucket bound {bound} is listed twice"));
+                cx.error(
+                    item.span(),
+                    format!("{what}: bucket bound {bound} is listed twice"),
+                );
                 *ok = false;
                 continue;
             }
             if bound < last {
-                cx.error(item.span(), format!("{what}: buckets must be sorted ascending ({bound} comes after {last})"));
+                cx.error(
+                    item.span(),
+                    format!(
+                        "{what}: buckets must be sorted ascending ({bound} comes after {last})"
+                    ),
+                );
                 *ok = false;
                 continue;
             }

@@ -25,7 +25,11 @@ pub(crate) fn start<P>(cancel: CancellationToken, interval: Duration, default: D
 where
     P: Fn() + Send + Sync + 'static,
 {
-    let interval = if interval.is_zero() { default } else { interval };
+    let interval = if interval.is_zero() {
+        default
+    } else {
+        interval
+    };
     let poll = Arc::new(poll);
     run_guarded("initial poll", &*poll);
     match tokio::runtime::Handle::try_current() {

@@ -33,9 +33,6 @@ struct Inner {
     node_address: String,
     const_labels: String,
     scrape_pool: Mutex<Vec<ScrapeBuffers>>,
-    redis: OnceLock<RedisObserver>,
-    dynamodb: OnceLock<DynamoDbObserver>,
-    lua: OnceLock<LuaScriptObserver>,
     dispatch: OnceLock<DispatchCollector>,
     pebble: OnceLock<PebbleCollector>,
     write_conflict: OnceLock<WriteConflictCollector>,
@@ -96,9 +93,6 @@ impl Registry {
                 node_address: node_address.to_string(),
                 const_labels: String::from_utf8(const_labels).expect("escaping keeps UTF-8"),
                 scrape_pool: Mutex::new(Vec::new()),
-                redis: OnceLock::new(),
-                dynamodb: OnceLock::new(),
-                lua: OnceLock::new(),
                 dispatch: OnceLock::new(),
                 pebble: OnceLock::new(),
                 write_conflict: OnceLock::new(),
@@ -139,7 +133,12 @@ impl Registry {
     }
 
     /// Like [`encode`](Self::encode), for the families whose name `keep` accepts.
-    pub fn encode_where(&self, format: Format, mut keep: impl FnMut(&str) -> bool, out: &mut Vec<u8>) {
+    pub fn encode_where(
+        &self,
+        format: Format,
+        mut keep: impl FnMut(&str) -> bool,
+        out: &mut Vec<u8>,
+    ) {
         let pooled = self
             .inner
             .scrape_pool
@@ -156,7 +155,11 @@ impl Registry {
         buffers
             .encoder
             .encode(&buffers.snapshot, &self.inner.const_labels, format, out);
-        let mut pool = self.inner.scrape_pool.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pool = self
+            .inner
+            .scrape_pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if pool.len() < POOLED_SCRAPE_BUFFERS {
             pool.push(buffers);
         }
@@ -177,28 +180,20 @@ impl Registry {
         snapshot
     }
 
-    /// The Redis request observer (one per registry).
+    /// The Redis request observer. Its state (the 32-name unsupported-command budget) lives
+    /// in the registry, so every observer of one registry shares it.
     pub fn redis_observer(&self) -> RedisObserver {
-        self.inner
-            .redis
-            .get_or_init(|| RedisObserver::new(self.inner.store))
-            .clone()
+        RedisObserver::new(self.inner.store)
     }
 
-    /// The DynamoDB request observer (one per registry, sharing the 512-table budget).
+    /// The DynamoDB request observer; all of a registry's observers share its 512-table budget.
     pub fn dynamodb_observer(&self) -> DynamoDbObserver {
-        self.inner
-            .dynamodb
-            .get_or_init(|| DynamoDbObserver::new(self.inner.store))
-            .clone()
+        DynamoDbObserver::new(self.inner.store)
     }
 
-    /// The Lua script observer (one per registry).
+    /// The Lua script observer.
     pub fn lua_observer(&self) -> LuaScriptObserver {
-        self.inner
-            .lua
-            .get_or_init(|| LuaScriptObserver::new(self.inner.store))
-            .clone()
+        LuaScriptObserver::new(self.inner.store)
     }
 
     /// The Lua `redis.call()` fast-path observer; `for_command` pre-resolves per-command

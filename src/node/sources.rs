@@ -22,7 +22,11 @@ use tokio_util::sync::CancellationToken;
 use super::Rng;
 
 const GROUPS: [u64; 3] = [1, 2, 3];
-const MEMBERS: [(&str, &str); 3] = [("n1", "10.0.0.1:50051"), ("n2", "10.0.0.2:50051"), ("n3", "10.0.0.3:50051")];
+const MEMBERS: [(&str, &str); 3] = [
+    ("n1", "10.0.0.1:50051"),
+    ("n2", "10.0.0.2:50051"),
+    ("n3", "10.0.0.3:50051"),
+];
 const LEARNER: (&str, &str) = ("n4", "10.0.0.4:50051");
 
 /// All simulated sources of one demo node.
@@ -65,15 +69,18 @@ impl Simulation {
             .iter()
             .map(|&group| DispatchSource::new(group, Arc::new(Dispatch::new(group))))
             .collect();
-        r.dispatch_collector().start(cancel.clone(), dispatch, interval);
+        r.dispatch_collector()
+            .start(cancel.clone(), dispatch, interval);
 
         let conflicts: Vec<WriteConflictBinding> = GROUPS
             .iter()
             .map(|&group| WriteConflictBinding::new(group, Arc::new(Conflicts::new(group))))
             .collect();
-        r.write_conflict_collector().start(cancel.clone(), conflicts, interval);
+        r.write_conflict_collector()
+            .start(cancel.clone(), conflicts, interval);
 
-        r.sqs_observer().start(cancel, Some(Arc::new(Queues::default())), interval);
+        r.sqs_observer()
+            .start(cancel, Some(Arc::new(Queues::default())), interval);
     }
 }
 
@@ -212,45 +219,60 @@ impl PebbleMetricsSource for Lsm {
 
 /// Raft transport counters with occasional drops and errors by gRPC code.
 struct Dispatch {
-    state: Mutex<(u64, u64, u64, HashMap<String, u64>, Rng)>,
+    state: Mutex<DispatchState>,
+}
+
+struct DispatchState {
+    drops: u64,
+    errors: u64,
+    step_queue_full: u64,
+    by_code: HashMap<String, u64>,
+    rng: Rng,
 }
 
 impl Dispatch {
     fn new(group: u64) -> Dispatch {
         Dispatch {
-            state: Mutex::new((0, 0, 0, HashMap::new(), Rng::new(group * 17))),
+            state: Mutex::new(DispatchState {
+                drops: 0,
+                errors: 0,
+                step_queue_full: 0,
+                by_code: HashMap::new(),
+                rng: Rng::new(group * 17),
+            }),
         }
     }
 
-    fn advance(&self) -> (u64, u64, u64, HashMap<String, u64>) {
-        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let (drops, errors, full, by_code, rng) = &mut *guard;
-        *drops += rng.below(3);
-        *full += rng.below(2);
-        for code in ["Unavailable", "DeadlineExceeded", "ResourceExhausted"] {
-            let n = rng.below(3);
-            *by_code.entry(code.to_string()).or_insert(0) += n;
-            *errors += n;
-        }
-        (*drops, *errors, *full, by_code.clone())
+    fn with<T>(&self, read: impl FnOnce(&mut DispatchState) -> T) -> T {
+        read(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
 impl DispatchCounterSource for Dispatch {
+    /// The collector reads this first in each poll, so the engine "runs" here.
     fn dispatch_drop_count(&self) -> u64 {
-        self.advance().0
+        self.with(|s| {
+            s.drops += s.rng.below(3);
+            s.step_queue_full += s.rng.below(2);
+            for code in ["Unavailable", "DeadlineExceeded", "ResourceExhausted"] {
+                let n = s.rng.below(3);
+                *s.by_code.entry(code.to_string()).or_insert(0) += n;
+                s.errors += n;
+            }
+            s.drops
+        })
     }
 
     fn dispatch_error_count(&self) -> u64 {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).1
+        self.with(|s| s.errors)
     }
 
     fn step_queue_full_count(&self) -> u64 {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).2
+        self.with(|s| s.step_queue_full)
     }
 
     fn dispatch_error_counts_by_code(&self) -> HashMap<String, u64> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).3.clone()
+        self.with(|s| s.by_code.clone())
     }
 }
 
@@ -271,7 +293,13 @@ impl WriteConflictSource for Conflicts {
     fn write_conflict_counts_by_prefix(&self) -> HashMap<String, u64> {
         let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let (counts, rng) = &mut *guard;
-        for key in ["write|txn_lock", "write|zset", "read|redis_string", "write|dynamodb", "read|hash"] {
+        for key in [
+            "write|txn_lock",
+            "write|zset",
+            "read|redis_string",
+            "write|dynamodb",
+            "read|hash",
+        ] {
             *counts.entry(key.to_string()).or_insert(0) += rng.below(4);
         }
         counts.clone()

@@ -13,28 +13,69 @@ use tokio_util::sync::CancellationToken;
 use super::Rng;
 
 const KNOWN_REDIS: &[&str] = &[
-    "GET", "SET", "get", "set", "HGET", "HSET", "ZADD", "ZSCORE", "ZRANGEBYSCORE", "LPUSH", "RPOP",
-    "DEL", "EXISTS", "INCR", "EXPIRE", " ping ", "MULTI", "EXEC", "EVALSHA", "XADD", "SCAN",
+    "GET",
+    "SET",
+    "get",
+    "set",
+    "HGET",
+    "HSET",
+    "ZADD",
+    "ZSCORE",
+    "ZRANGEBYSCORE",
+    "LPUSH",
+    "RPOP",
+    "DEL",
+    "EXISTS",
+    "INCR",
+    "EXPIRE",
+    " ping ",
+    "MULTI",
+    "EXEC",
+    "EVALSHA",
+    "XADD",
+    "SCAN",
 ];
 const UNKNOWN_REDIS: &[&str] = &["FOOBAR", "CLUSTER", "OBJECT", ""];
 /// More distinct unsupported names than the 32-name cap, so `other` shows up.
 const UNSUPPORTED_REDIS: usize = 40;
 
 const DYNAMO_OPS: &[&str] = &[
-    "GetItem", "PutItem", "Query", "Scan", "UpdateItem", "DeleteItem", "BatchWriteItem",
-    "TransactWriteItems", "DescribeTable", "ListTables", "CreateTable", "DeleteTable",
+    "GetItem",
+    "PutItem",
+    "Query",
+    "Scan",
+    "UpdateItem",
+    "DeleteItem",
+    "BatchWriteItem",
+    "TransactWriteItems",
+    "DescribeTable",
+    "ListTables",
+    "CreateTable",
+    "DeleteTable",
     "BatchGetItem",
 ];
 /// More tables than the 512-table cap, so `_other` shows up.
 const DYNAMO_TABLES: u64 = 600;
 
-const FAST_PATH_COMMANDS: &[&str] = &["zrangebyscore", "zscore", "hget", "hgetall", "get", "lrange"];
+const FAST_PATH_COMMANDS: &[&str] = &[
+    "zrangebyscore",
+    "zscore",
+    "hget",
+    "hgetall",
+    "get",
+    "lrange",
+];
 const SQS_QUEUES: &[&str] = &["orders.fifo", "audio.fifo", "events.fifo"];
 const SQS_ACTIONS: &[&str] = &["send", "receive", "delete"];
 
 /// Starts `workers` threads that together issue about `rate` synthetic requests per second
 /// until `cancel` fires.
-pub fn start_workload(registry: Registry, cancel: CancellationToken, workers: usize, rate: f64) -> Vec<JoinHandle<()>> {
+pub fn start_workload(
+    registry: Registry,
+    cancel: CancellationToken,
+    workers: usize,
+    rate: f64,
+) -> Vec<JoinHandle<()>> {
     let per_worker = rate / workers as f64;
     (0..workers)
         .map(|i| {
@@ -111,12 +152,17 @@ impl Worker {
             40..=59 => self.dynamodb(),
             60..=69 => self.lua_script(),
             70..=84 => self.fast_path(),
-            85..=94 => self.registry.lease_read_observer().observe(self.rng.chance(90)),
+            85..=94 => self
+                .registry
+                .lease_read_observer()
+                .observe(self.rng.chance(90)),
             95..=98 => self.sqs(),
             _ => {
                 let group = 1 + self.rng.below(3);
                 if self.rng.chance(20) {
-                    self.registry.raft_proposal_observer(group).observe_proposal_failure();
+                    self.registry
+                        .raft_proposal_observer(group)
+                        .observe_proposal_failure();
                 }
             }
         }
@@ -186,7 +232,11 @@ impl Worker {
             redis_call_duration: redis_call,
             redis_call_count: self.rng.below(40) as i64,
             commit_duration: Duration::from_micros(100 + self.rng.below(5_000)),
-            conflict_retries: if self.rng.chance(10) { 1 + self.rng.below(4) as i64 } else { 0 },
+            conflict_retries: if self.rng.chance(10) {
+                1 + self.rng.below(4) as i64
+            } else {
+                0
+            },
             is_error: self.rng.chance(4),
         });
     }

@@ -5,7 +5,12 @@ use crate::encode::Format;
 use crate::Registry;
 
 impl Exposition for Registry {
-    fn encode(&self, format: Format, filter: &NameFilter, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    fn encode(
+        &self,
+        format: Format,
+        filter: &NameFilter,
+        out: &mut Vec<u8>,
+    ) -> Result<(), EncodeError> {
         if filter.is_all() {
             Registry::encode(self, format, out);
         } else {

@@ -52,9 +52,12 @@ impl Store {
     /// The value set of an open domain. Panics for a closed domain (a programmer error: the
     /// generated code never asks for one).
     pub fn open(&self, domain: DomainId) -> &OpenSet {
-        self.open[domain.0 as usize]
-            .as_ref()
-            .unwrap_or_else(|| panic!("domain {} is closed", self.schema.domains[domain.0 as usize].id))
+        self.open[domain.0 as usize].as_ref().unwrap_or_else(|| {
+            panic!(
+                "domain {} is closed",
+                self.schema.domains[domain.0 as usize].id
+            )
+        })
     }
 
     /// The open set of a domain, if it is open.
