@@ -1,1 +1,187 @@
-fn main() {}
+//! Cost per request of the elastickv request observers, each next to its peers measured in the
+//! same run: a raw relaxed `AtomicU64::fetch_add` (the physical floor of "count something"),
+//! and for the Redis observation the `prometheus` crate doing what client_golang-style code
+//! does per request (`with_label_values` on a `CounterVec` and a `HistogramVec`).
+//!
+//! Run: `cargo bench --bench surface -- --warm-up-time 1 --measurement-time 2`.
+
+use std::collections::HashSet;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use elastickv_metrics::elastickv::dynamodb::{DynamoDbRequestReport, DynamoDbTableMetrics};
+use elastickv_metrics::elastickv::lua::LuaScriptReport;
+use elastickv_metrics::elastickv::redis::RedisRequestReport;
+use elastickv_metrics::manifest::domain::RedisCommand;
+use elastickv_metrics::Registry;
+use prometheus::{CounterVec, HistogramOpts, HistogramVec, Opts};
+
+/// The floor every row is compared with: one relaxed atomic increment.
+fn atomic_floor(c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
+    let cell = AtomicU64::new(0);
+    c.bench_function("atomic_fetch_add", |b| {
+        b.iter(|| black_box(&cell).fetch_add(1, Ordering::Relaxed))
+    });
+}
+
+fn redis_report(command: &[u8], unsupported: bool) -> RedisRequestReport<'_> {
+    RedisRequestReport {
+        command,
+        is_error: false,
+        duration: Duration::from_micros(350),
+        unsupported,
+    }
+}
+
+/// The `prometheus` crate peer: the reference's two vectors, resolved per request.
+struct PrometheusRedis {
+    requests: CounterVec,
+    duration: HistogramVec,
+    known: HashSet<&'static str>,
+}
+
+impl PrometheusRedis {
+    fn new() -> PrometheusRedis {
+        let requests = CounterVec::new(
+            Opts::new("elastickv_redis_requests_total", "requests"),
+            &["command", "outcome"],
+        )
+        .expect("valid counter");
+        let duration = HistogramVec::new(
+            HistogramOpts::new("elastickv_redis_request_duration_seconds", "latency").buckets(
+                vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0,
+                    30.0, 60.0,
+                ],
+            ),
+            &["command", "outcome"],
+        )
+        .expect("valid histogram");
+        let known = RedisCommand::ALL.iter().map(|c| c.as_str()).collect();
+        PrometheusRedis {
+            requests,
+            duration,
+            known,
+        }
+    }
+
+    /// Labels already known: the vector lookups and the two updates only.
+    fn observe_labels(&self, command: &str, report: &RedisRequestReport<'_>) {
+        let labels = [command, "success"];
+        self.requests.with_label_values(&labels).inc();
+        self.duration
+            .with_label_values(&labels)
+            .observe(report.duration.as_secs_f64());
+    }
+
+    /// What the reference does per request: trim, upper-case into a new string, look the name
+    /// up, then the two vector lookups.
+    fn observe_normalising(&self, report: &RedisRequestReport<'_>) {
+        let name = String::from_utf8_lossy(report.command).trim().to_uppercase();
+        let command = if self.known.contains(name.as_str()) {
+            name.as_str()
+        } else {
+            "unknown"
+        };
+        self.observe_labels(command, report);
+    }
+}
+
+fn redis(c: &mut Criterion) {
+    let registry = Registry::new("n1", "10.0.0.1:50051");
+    let redis = registry.redis_observer();
+    let prometheus = PrometheusRedis::new();
+    let mut g = c.benchmark_group("redis_request");
+
+    let known = redis_report(b"get", false);
+    g.bench_function("elastickv/known", |b| b.iter(|| redis.observe(black_box(&known))));
+    let unknown = redis_report(b"FOO", false);
+    g.bench_function("elastickv/unknown", |b| b.iter(|| redis.observe(black_box(&unknown))));
+    let unsupported = redis_report(b"foo", true);
+    g.bench_function("elastickv/unsupported", |b| {
+        b.iter(|| redis.observe(black_box(&unsupported)))
+    });
+    g.bench_function("prometheus/labels", |b| {
+        b.iter(|| prometheus.observe_labels(black_box("GET"), black_box(&known)))
+    });
+    g.bench_function("prometheus/normalise+labels", |b| {
+        b.iter(|| prometheus.observe_normalising(black_box(&known)))
+    });
+    g.bench_function("tmp/normalize", |b| {
+        b.iter(|| elastickv_metrics::elastickv::redis::normalize_command(black_box(b"get")))
+    });
+    let store = registry.store();
+    g.bench_function("tmp/counter", |b| {
+        b.iter(|| store.counter(elastickv_metrics::manifest::family::elastickv_redis_requests_total(black_box(RedisCommand::Get), elastickv_metrics::manifest::domain::RedisOutcome::Success)).inc())
+    });
+    g.bench_function("tmp/histogram", |b| {
+        b.iter(|| store.histogram(elastickv_metrics::manifest::family::elastickv_redis_request_duration_seconds(black_box(RedisCommand::Get), elastickv_metrics::manifest::domain::RedisOutcome::Success)).observe_duration(black_box(Duration::from_micros(350))))
+    });
+    atomic_floor(&mut g);
+    g.finish();
+}
+
+fn dynamodb(c: &mut Criterion) {
+    let registry = Registry::new("n1", "10.0.0.1:50051");
+    let dynamodb = registry.dynamodb_observer();
+    let metrics = [(
+        "orders",
+        DynamoDbTableMetrics {
+            written_items: 1,
+            ..Default::default()
+        },
+    )];
+    let report = DynamoDbRequestReport {
+        operation: "PutItem",
+        http_status: 200,
+        error_type: "",
+        duration: Duration::from_micros(900),
+        request_bytes: 420,
+        response_bytes: 2,
+        tables: &["orders"],
+        table_metrics: Some(&metrics),
+    };
+    let mut g = c.benchmark_group("dynamodb_request");
+    g.bench_function("elastickv/one_table", |b| {
+        b.iter(|| dynamodb.observe_request(black_box(&report)))
+    });
+    atomic_floor(&mut g);
+    g.finish();
+}
+
+fn lua(c: &mut Criterion) {
+    let registry = Registry::new("n1", "10.0.0.1:50051");
+    let lua = registry.lua_observer();
+    let report = LuaScriptReport {
+        lua_exec_duration: Duration::from_micros(800),
+        redis_call_duration: Duration::from_micros(500),
+        redis_call_count: 6,
+        commit_duration: Duration::from_micros(300),
+        conflict_retries: 0,
+        is_error: false,
+    };
+    let mut g = c.benchmark_group("lua_script");
+    g.bench_function("elastickv/report", |b| b.iter(|| lua.observe(black_box(&report))));
+    atomic_floor(&mut g);
+    g.finish();
+
+    let zscore = registry.lua_fast_path_observer().for_command("zscore");
+    let mut g = c.benchmark_group("lua_fastpath");
+    g.bench_function("elastickv/hit", |b| b.iter(|| black_box(&zscore).observe_hit()));
+    atomic_floor(&mut g);
+    g.finish();
+}
+
+fn lease(c: &mut Criterion) {
+    let registry = Registry::new("n1", "10.0.0.1:50051");
+    let lease = registry.lease_read_observer();
+    let mut g = c.benchmark_group("lease_read");
+    g.bench_function("elastickv/hit", |b| b.iter(|| lease.observe(black_box(true))));
+    atomic_floor(&mut g);
+    g.finish();
+}
+
+criterion_group!(benches, redis, dynamodb, lua, lease);
+criterion_main!(benches);

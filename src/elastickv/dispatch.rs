@@ -39,7 +39,7 @@ pub trait DispatchCounterSource: Send + Sync {
 }
 
 /// A raft group and the source of its dispatch counters.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct DispatchSource {
     /// The raft group id; its decimal form is the `group` label and it keys the baseline.
     pub group_id: u64,
@@ -140,7 +140,8 @@ impl DispatchCollector {
     }
 
     /// Polls every source once, now, on the calling thread (it blocks while sources are read
-    /// and while another poll of this collector runs). A no-op on the `Default` collector.
+    /// and while another poll of this collector runs; a source must therefore not call back
+    /// into this collector). A no-op on the `Default` collector.
     pub fn observe_once(&self, sources: &[DispatchSource]) {
         if let Some(inner) = &self.inner {
             inner.poll(sources);

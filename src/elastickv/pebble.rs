@@ -58,7 +58,7 @@ pub trait PebbleMetricsSource: Send + Sync {
 }
 
 /// A raft group and its Pebble store.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct PebbleSource {
     /// Keys the counter baselines.
     pub group_id: u64,
@@ -150,7 +150,8 @@ impl PebbleCollector {
     }
 
     /// Polls every source once, now, on the calling thread (it blocks while sources are read
-    /// and while another poll of this collector runs). A no-op on the `Default` collector.
+    /// and while another poll of this collector runs; a source must therefore not call back
+    /// into this collector). A no-op on the `Default` collector.
     pub fn observe_once(&self, sources: &[PebbleSource]) {
         if let Some(inner) = &self.inner {
             inner.poll(sources);
@@ -288,7 +289,9 @@ static FSM_MODE_LOCK: Mutex<()> = Mutex::new(());
 ///
 /// The inactive row is cleared before the active one is set, so at no instant do both cells
 /// hold 1 (a switch passes through "both 0"), and setters are serialised so that racing calls
-/// end with exactly one row at 1.
+/// end with exactly one row at 1. A scrape reads the two cells one after the other, not
+/// atomically, so one that straddles a switch can still see it half done; clearing first keeps
+/// that window as small as two adjacent stores.
 pub(crate) fn set_fsm_apply_sync_mode(store: &'static Store, label: &str) {
     let active = match FsmMode::from_label(label) {
         Some(mode) => mode,

@@ -395,16 +395,19 @@ impl Inner {
         let Some(reader) = &runtime.configuration else {
             return;
         };
-        let configuration = match guarded("configuration", group_id, || {
-            reader.configuration(cancel)
-        }) {
-            Some(Ok(configuration)) => configuration,
-            Some(Err(error)) => {
-                tracing::debug!(group = group_id, %error, "raft configuration read failed; member series keep their values");
-                return;
-            }
-            None => return,
-        };
+        let configuration =
+            match guarded("configuration", group_id, || reader.configuration(cancel)) {
+                Some(Ok(configuration)) => configuration,
+                Some(Err(error)) => {
+                    tracing::debug!(
+                        group = group_id,
+                        %error,
+                        "raft configuration read failed; member series keep their values"
+                    );
+                    return;
+                }
+                None => return,
+            };
         store
             .gauge(family::elastickv_raft_members(group))
             .set(i64::try_from(configuration.servers.len()).unwrap_or(i64::MAX));

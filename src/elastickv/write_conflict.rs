@@ -25,7 +25,7 @@ pub trait WriteConflictSource: Send + Sync {
 }
 
 /// A raft group and its store's conflict counters.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct WriteConflictBinding {
     /// Keys the delta baselines.
     pub group_id: u64,
@@ -108,7 +108,8 @@ impl WriteConflictCollector {
     }
 
     /// Polls every source once, now, on the calling thread (it blocks while sources are read
-    /// and while another poll of this collector runs). A no-op on the `Default` collector.
+    /// and while another poll of this collector runs; a source must therefore not call back
+    /// into this collector). A no-op on the `Default` collector.
     pub fn observe_once(&self, sources: &[WriteConflictBinding]) {
         if let Some(inner) = &self.inner {
             inner.poll(sources);
