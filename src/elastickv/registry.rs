@@ -28,6 +28,8 @@ struct ScrapeBuffers {
 const POOLED_SCRAPE_BUFFERS: usize = 4;
 
 struct Inner {
+    /// False for [`Registry::disabled`]: every accessor hands out no-op handles.
+    enabled: bool,
     store: &'static Store,
     node_id: String,
     node_address: String,
@@ -68,6 +70,35 @@ pub struct Registry {
 impl Registry {
     /// A registry whose series all carry `node_id` and `node_address` (verbatim).
     pub fn new(node_id: &str, node_address: &str) -> Registry {
+        Registry::build(node_id, node_address, true)
+    }
+
+    /// A registry with metrics turned off, the counterpart of the reference's nil registry:
+    /// every accessor returns a no-op handle (observations are dropped without failing),
+    /// collectors never poll, and the exposition is empty. All disabled registries share one
+    /// instance.
+    ///
+    /// ```
+    /// use elastickv_metrics::{Registry, encode::Format};
+    ///
+    /// let registry = Registry::disabled();
+    /// registry.lease_read_observer().observe(true);
+    /// registry.set_fsm_apply_sync_mode("sync");
+    /// assert_eq!(registry.render(Format::Text), "");
+    /// ```
+    pub fn disabled() -> Registry {
+        static DISABLED: OnceLock<Registry> = OnceLock::new();
+        DISABLED
+            .get_or_init(|| Registry::build("", "", false))
+            .clone()
+    }
+
+    /// Whether this registry records anything (false for [`Registry::disabled`]).
+    pub fn is_enabled(&self) -> bool {
+        self.inner.enabled
+    }
+
+    fn build(node_id: &str, node_address: &str, enabled: bool) -> Registry {
         let store = Store::new(&SCHEMA);
         let mut const_labels = Vec::new();
         for (i, (name, value)) in SCHEMA
@@ -84,10 +115,13 @@ impl Registry {
             crate::format::escape::write_label_value(&mut const_labels, value);
             const_labels.push(b'"');
         }
-        // The one unlabelled family exists from the start, as in the reference.
-        store.histogram(family::elastickv_lua_conflict_retries());
+        if enabled {
+            // The one unlabelled family exists from the start, as in the reference.
+            store.histogram(family::elastickv_lua_conflict_retries());
+        }
         Registry {
             inner: Arc::new(Inner {
+                enabled,
                 store,
                 node_id: node_id.to_string(),
                 node_address: node_address.to_string(),
@@ -139,6 +173,9 @@ impl Registry {
         mut keep: impl FnMut(&str) -> bool,
         out: &mut Vec<u8>,
     ) {
+        if !self.inner.enabled {
+            return;
+        }
         let pooled = self
             .inner
             .scrape_pool
@@ -183,32 +220,50 @@ impl Registry {
     /// The Redis request observer. Its state (the 32-name unsupported-command budget) lives
     /// in the registry, so every observer of one registry shares it.
     pub fn redis_observer(&self) -> RedisObserver {
+        if !self.inner.enabled {
+            return Default::default();
+        }
         RedisObserver::new(self.inner.store)
     }
 
     /// The DynamoDB request observer; all of a registry's observers share its 512-table budget.
     pub fn dynamodb_observer(&self) -> DynamoDbObserver {
+        if !self.inner.enabled {
+            return Default::default();
+        }
         DynamoDbObserver::new(self.inner.store)
     }
 
     /// The Lua script observer.
     pub fn lua_observer(&self) -> LuaScriptObserver {
+        if !self.inner.enabled {
+            return Default::default();
+        }
         LuaScriptObserver::new(self.inner.store)
     }
 
     /// The Lua `redis.call()` fast-path observer; `for_command` pre-resolves per-command
     /// bundles.
     pub fn lua_fast_path_observer(&self) -> LuaFastPathObserver {
+        if !self.inner.enabled {
+            return Default::default();
+        }
         LuaFastPathObserver::new(self.inner.store)
     }
 
     /// The lease-read observer.
     pub fn lease_read_observer(&self) -> LeaseReadObserver {
+        if !self.inner.enabled {
+            return Default::default();
+        }
         LeaseReadObserver::new(self.inner.store)
     }
 
     /// The raft observer (one per registry, remembering the series it must later delete).
     pub fn raft_observer(&self) -> RaftObserver {
+        if !self.inner.enabled {
+            return Default::default();
+        }
         self.inner
             .raft
             .get_or_init(|| RaftObserver::new(self.inner.store))
@@ -217,11 +272,17 @@ impl Registry {
 
     /// The proposal-failure observer of raft group `group_id`.
     pub fn raft_proposal_observer(&self, group_id: u64) -> RaftProposalObserver {
+        if !self.inner.enabled {
+            return Default::default();
+        }
         RaftProposalObserver::new(self.inner.store, group_id)
     }
 
     /// The raft dispatch collector (one per registry, one delta baseline per group).
     pub fn dispatch_collector(&self) -> DispatchCollector {
+        if !self.inner.enabled {
+            return Default::default();
+        }
         self.inner
             .dispatch
             .get_or_init(|| DispatchCollector::new(self.inner.store))
@@ -230,6 +291,9 @@ impl Registry {
 
     /// The Pebble LSM collector (one per registry).
     pub fn pebble_collector(&self) -> PebbleCollector {
+        if !self.inner.enabled {
+            return Default::default();
+        }
         self.inner
             .pebble
             .get_or_init(|| PebbleCollector::new(self.inner.store))
@@ -239,11 +303,17 @@ impl Registry {
     /// Sets the two-row FSM apply sync-mode gauge: `sync` or `nosync` (anything else counts
     /// as `sync`).
     pub fn set_fsm_apply_sync_mode(&self, label: &str) {
+        if !self.inner.enabled {
+            return;
+        }
         pebble::set_fsm_apply_sync_mode(self.inner.store, label);
     }
 
     /// The MVCC write-conflict collector (one per registry).
     pub fn write_conflict_collector(&self) -> WriteConflictCollector {
+        if !self.inner.enabled {
+            return Default::default();
+        }
         self.inner
             .write_conflict
             .get_or_init(|| WriteConflictCollector::new(self.inner.store))
@@ -252,6 +322,9 @@ impl Registry {
 
     /// The SQS metrics: HT-FIFO partition counters, queue-depth gauges and forget-queue.
     pub fn sqs_partition_observer(&self) -> SqsMetrics {
+        if !self.inner.enabled {
+            return Default::default();
+        }
         self.inner
             .sqs
             .get_or_init(|| SqsMetrics::new(self.inner.store))
@@ -260,6 +333,9 @@ impl Registry {
 
     /// The SQS queue-depth poller (the same instance every call).
     pub fn sqs_observer(&self) -> SqsDepthObserver {
+        if !self.inner.enabled {
+            return Default::default();
+        }
         self.inner
             .sqs_depth
             .get_or_init(|| SqsDepthObserver::new(self.sqs_partition_observer()))
