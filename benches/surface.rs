@@ -79,7 +79,9 @@ impl PrometheusRedis {
     /// What the reference does per request: trim, upper-case into a new string, look the name
     /// up, then the two vector lookups.
     fn observe_normalising(&self, report: &RedisRequestReport<'_>) {
-        let name = String::from_utf8_lossy(report.command).trim().to_uppercase();
+        let name = String::from_utf8_lossy(report.command)
+            .trim()
+            .to_uppercase();
         let command = if self.known.contains(name.as_str()) {
             name.as_str()
         } else {
@@ -96,9 +98,13 @@ fn redis(c: &mut Criterion) {
     let mut g = c.benchmark_group("redis_request");
 
     let known = redis_report(b"get", false);
-    g.bench_function("elastickv/known", |b| b.iter(|| redis.observe(black_box(&known))));
+    g.bench_function("elastickv/known", |b| {
+        b.iter(|| redis.observe(black_box(&known)))
+    });
     let unknown = redis_report(b"FOO", false);
-    g.bench_function("elastickv/unknown", |b| b.iter(|| redis.observe(black_box(&unknown))));
+    g.bench_function("elastickv/unknown", |b| {
+        b.iter(|| redis.observe(black_box(&unknown)))
+    });
     let unsupported = redis_report(b"foo", true);
     g.bench_function("elastickv/unsupported", |b| {
         b.iter(|| redis.observe(black_box(&unsupported)))
@@ -108,16 +114,6 @@ fn redis(c: &mut Criterion) {
     });
     g.bench_function("prometheus/normalise+labels", |b| {
         b.iter(|| prometheus.observe_normalising(black_box(&known)))
-    });
-    g.bench_function("tmp/normalize", |b| {
-        b.iter(|| elastickv_metrics::elastickv::redis::normalize_command(black_box(b"get")))
-    });
-    let store = registry.store();
-    g.bench_function("tmp/counter", |b| {
-        b.iter(|| store.counter(elastickv_metrics::manifest::family::elastickv_redis_requests_total(black_box(RedisCommand::Get), elastickv_metrics::manifest::domain::RedisOutcome::Success)).inc())
-    });
-    g.bench_function("tmp/histogram", |b| {
-        b.iter(|| store.histogram(elastickv_metrics::manifest::family::elastickv_redis_request_duration_seconds(black_box(RedisCommand::Get), elastickv_metrics::manifest::domain::RedisOutcome::Success)).observe_duration(black_box(Duration::from_micros(350))))
     });
     atomic_floor(&mut g);
     g.finish();
@@ -163,13 +159,17 @@ fn lua(c: &mut Criterion) {
         is_error: false,
     };
     let mut g = c.benchmark_group("lua_script");
-    g.bench_function("elastickv/report", |b| b.iter(|| lua.observe(black_box(&report))));
+    g.bench_function("elastickv/report", |b| {
+        b.iter(|| lua.observe(black_box(&report)))
+    });
     atomic_floor(&mut g);
     g.finish();
 
     let zscore = registry.lua_fast_path_observer().for_command("zscore");
     let mut g = c.benchmark_group("lua_fastpath");
-    g.bench_function("elastickv/hit", |b| b.iter(|| black_box(&zscore).observe_hit()));
+    g.bench_function("elastickv/hit", |b| {
+        b.iter(|| black_box(&zscore).observe_hit())
+    });
     atomic_floor(&mut g);
     g.finish();
 }
@@ -178,7 +178,9 @@ fn lease(c: &mut Criterion) {
     let registry = Registry::new("n1", "10.0.0.1:50051");
     let lease = registry.lease_read_observer();
     let mut g = c.benchmark_group("lease_read");
-    g.bench_function("elastickv/hit", |b| b.iter(|| lease.observe(black_box(true))));
+    g.bench_function("elastickv/hit", |b| {
+        b.iter(|| lease.observe(black_box(true)))
+    });
     atomic_floor(&mut g);
     g.finish();
 }

@@ -84,7 +84,10 @@ fn returned(n: i64) -> DynamoDbTableMetrics {
 }
 
 fn requests(e: &exposition::Exposition, op: &str, outcome: &str) -> Option<f64> {
-    e.value(REQUESTS, &labels(&[("operation", op), ("outcome", outcome)]))
+    e.value(
+        REQUESTS,
+        &labels(&[("operation", op), ("outcome", outcome)]),
+    )
 }
 
 fn table_requests(e: &exposition::Exposition, op: &str, table: &str, outcome: &str) -> Option<f64> {
@@ -100,17 +103,22 @@ fn per_table(e: &exposition::Exposition, family: &str, op: &str, table: &str) ->
 
 fn outcome_of(status: i32, error_type: &str) -> String {
     let r = registry();
-    r.dynamodb_observer().observe_request(&DynamoDbRequestReport {
-        http_status: status,
-        error_type,
-        ..ok("GetItem", &[])
-    });
+    r.dynamodb_observer()
+        .observe_request(&DynamoDbRequestReport {
+            http_status: status,
+            error_type,
+            ..ok("GetItem", &[])
+        });
     let e = scrape(&r);
     let outcomes: Vec<String> = e
         .samples_named(REQUESTS)
         .filter_map(|s| s.label("outcome").map(str::to_string))
         .collect();
-    assert_eq!(outcomes.len(), 1, "one requests_total series for status {status}");
+    assert_eq!(
+        outcomes.len(),
+        1,
+        "one requests_total series for status {status}"
+    );
     outcomes.into_iter().next().unwrap_or_default()
 }
 
@@ -141,7 +149,10 @@ fn t35_balanced_inflight_leaves_the_series_at_zero() {
     d.observe_in_flight_change("PutItem", 1.0);
     d.observe_in_flight_change("PutItem", -1.0);
     let e = scrape(&r);
-    assert_eq!(e.value(INFLIGHT, &labels(&[("operation", "PutItem")])), Some(0.0));
+    assert_eq!(
+        e.value(INFLIGHT, &labels(&[("operation", "PutItem")])),
+        Some(0.0)
+    );
 }
 
 /// T36. In-flight deltas accumulate (+1, +1, −1 → 1) and may go negative when unbalanced.
@@ -155,8 +166,14 @@ fn t36_inflight_deltas_accumulate_and_may_go_negative() {
     d.observe_in_flight_change("Query", -1.0);
     d.observe_in_flight_change("Query", -0.5);
     let e = scrape(&r);
-    assert_eq!(e.value(INFLIGHT, &labels(&[("operation", "GetItem")])), Some(1.0));
-    assert_eq!(e.value(INFLIGHT, &labels(&[("operation", "Query")])), Some(-1.5));
+    assert_eq!(
+        e.value(INFLIGHT, &labels(&[("operation", "GetItem")])),
+        Some(1.0)
+    );
+    assert_eq!(
+        e.value(INFLIGHT, &labels(&[("operation", "Query")])),
+        Some(-1.5)
+    );
 }
 
 /// T37. `PutItem`, 200, table `orders`, written 1 → requests, table requests and written
@@ -165,13 +182,17 @@ fn t36_inflight_deltas_accumulate_and_may_go_negative() {
 fn t37_put_item_success_with_one_written_item() {
     let r = registry();
     let metrics = [("orders", written(1))];
-    r.dynamodb_observer().observe_request(&DynamoDbRequestReport {
-        table_metrics: Some(&metrics),
-        ..ok("PutItem", &["orders"])
-    });
+    r.dynamodb_observer()
+        .observe_request(&DynamoDbRequestReport {
+            table_metrics: Some(&metrics),
+            ..ok("PutItem", &["orders"])
+        });
     let e = scrape(&r);
     assert_eq!(requests(&e, "PutItem", "success"), Some(1.0));
-    assert_eq!(table_requests(&e, "PutItem", "orders", "success"), Some(1.0));
+    assert_eq!(
+        table_requests(&e, "PutItem", "orders", "success"),
+        Some(1.0)
+    );
     assert_eq!(per_table(&e, WRITTEN, "PutItem", "orders"), Some(1.0));
     assert_eq!(
         e.value(
@@ -187,18 +208,25 @@ fn t37_put_item_success_with_one_written_item() {
 #[test]
 fn t38_conditional_check_failure_is_its_own_outcome() {
     let r = registry();
-    r.dynamodb_observer().observe_request(&DynamoDbRequestReport {
-        http_status: 400,
-        error_type: "ConditionalCheckFailedException",
-        ..ok("UpdateItem", &["orders"])
-    });
+    r.dynamodb_observer()
+        .observe_request(&DynamoDbRequestReport {
+            http_status: 400,
+            error_type: "ConditionalCheckFailedException",
+            ..ok("UpdateItem", &["orders"])
+        });
     let e = scrape(&r);
-    assert_eq!(requests(&e, "UpdateItem", "conditional_check_failed"), Some(1.0));
+    assert_eq!(
+        requests(&e, "UpdateItem", "conditional_check_failed"),
+        Some(1.0)
+    );
     assert_eq!(
         table_requests(&e, "UpdateItem", "orders", "conditional_check_failed"),
         Some(1.0)
     );
-    assert_eq!(per_table(&e, CONDITIONAL, "UpdateItem", "orders"), Some(1.0));
+    assert_eq!(
+        per_table(&e, CONDITIONAL, "UpdateItem", "orders"),
+        Some(1.0)
+    );
     assert_eq!(per_table(&e, USER_ERRORS, "UpdateItem", "orders"), None);
 }
 
@@ -209,15 +237,24 @@ fn t39_error_type_match_is_trimmed_and_case_insensitive() {
         outcome_of(400, " conditionalcheckfailedexception "),
         "conditional_check_failed"
     );
-    assert_eq!(outcome_of(400, "\tCONDITIONALCHECKFAILEDEXCEPTION\n"), "conditional_check_failed");
+    assert_eq!(
+        outcome_of(400, "\tCONDITIONALCHECKFAILEDEXCEPTION\n"),
+        "conditional_check_failed"
+    );
     assert_eq!(outcome_of(400, "ConditionalCheckFailed"), "user_error");
 }
 
 /// T40. The conditional-check error type wins over a 2xx or 5xx status.
 #[test]
 fn t40_conditional_check_wins_over_status() {
-    assert_eq!(outcome_of(200, "ConditionalCheckFailedException"), "conditional_check_failed");
-    assert_eq!(outcome_of(503, "ConditionalCheckFailedException"), "conditional_check_failed");
+    assert_eq!(
+        outcome_of(200, "ConditionalCheckFailedException"),
+        "conditional_check_failed"
+    );
+    assert_eq!(
+        outcome_of(503, "ConditionalCheckFailedException"),
+        "conditional_check_failed"
+    );
 }
 
 /// T41. 200, 204, 299 → success; 500, 503, 600 → system_error; 400, 404, 300, 199, 0, −1 →
@@ -245,7 +282,10 @@ fn t42_unknown_operation_is_bucketed() {
     d.observe_request(&ok("InjectedOperation", &[]));
     let e = scrape(&r);
     assert_eq!(requests(&e, "unknown", "success"), Some(1.0));
-    assert_eq!(e.value(INFLIGHT, &labels(&[("operation", "unknown")])), Some(1.0));
+    assert_eq!(
+        e.value(INFLIGHT, &labels(&[("operation", "unknown")])),
+        Some(1.0)
+    );
     assert_eq!(e.samples_named(REQUESTS).count(), 1);
     assert_eq!(e.samples_named(INFLIGHT).count(), 1);
 }
@@ -269,21 +309,37 @@ fn t43_operation_matching_is_trimmed_and_case_sensitive() {
 #[test]
 fn t44_negative_sizes_are_observed_as_zero() {
     let r = registry();
-    r.dynamodb_observer().observe_request(&DynamoDbRequestReport {
-        request_bytes: -5,
-        response_bytes: -5,
-        ..ok("GetItem", &[])
-    });
+    r.dynamodb_observer()
+        .observe_request(&DynamoDbRequestReport {
+            request_bytes: -5,
+            response_bytes: -5,
+            ..ok("GetItem", &[])
+        });
     let e = scrape(&r);
     let request = labels(&[("operation", "GetItem")]);
     let response = labels(&[("operation", "GetItem"), ("outcome", "success")]);
-    assert_eq!(e.value("elastickv_dynamodb_request_size_bytes_count", &request), Some(1.0));
-    assert_eq!(e.value("elastickv_dynamodb_request_size_bytes_sum", &request), Some(0.0));
-    assert_eq!(e.value("elastickv_dynamodb_response_size_bytes_count", &response), Some(1.0));
-    assert_eq!(e.value("elastickv_dynamodb_response_size_bytes_sum", &response), Some(0.0));
+    assert_eq!(
+        e.value("elastickv_dynamodb_request_size_bytes_count", &request),
+        Some(1.0)
+    );
+    assert_eq!(
+        e.value("elastickv_dynamodb_request_size_bytes_sum", &request),
+        Some(0.0)
+    );
+    assert_eq!(
+        e.value("elastickv_dynamodb_response_size_bytes_count", &response),
+        Some(1.0)
+    );
+    assert_eq!(
+        e.value("elastickv_dynamodb_response_size_bytes_sum", &response),
+        Some(0.0)
+    );
     let mut lowest = request.clone();
     lowest.push(("le", "128"));
-    assert_eq!(e.value("elastickv_dynamodb_request_size_bytes_bucket", &lowest), Some(1.0));
+    assert_eq!(
+        e.value("elastickv_dynamodb_request_size_bytes_bucket", &lowest),
+        Some(1.0)
+    );
 }
 
 /// T45. Size histograms have exactly the 9 bounds 128 … 1048576; the duration histogram the
@@ -303,9 +359,17 @@ fn t45_histogram_bounds() {
         }
         seen
     };
-    let sizes = [128.0, 512.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 524288.0, 1048576.0];
-    assert_eq!(bounds("elastickv_dynamodb_request_size_bytes_bucket"), sizes);
-    assert_eq!(bounds("elastickv_dynamodb_response_size_bytes_bucket"), sizes);
+    let sizes = [
+        128.0, 512.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 524288.0, 1048576.0,
+    ];
+    assert_eq!(
+        bounds("elastickv_dynamodb_request_size_bytes_bucket"),
+        sizes
+    );
+    assert_eq!(
+        bounds("elastickv_dynamodb_response_size_bytes_bucket"),
+        sizes
+    );
     assert_eq!(
         bounds("elastickv_dynamodb_request_duration_seconds_bucket"),
         [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0]
@@ -337,21 +401,32 @@ fn t47_duplicate_tables_count_once() {
     r.dynamodb_observer()
         .observe_request(&ok("BatchWriteItem", &["orders", "orders"]));
     let e = scrape(&r);
-    assert_eq!(table_requests(&e, "BatchWriteItem", "orders", "success"), Some(1.0));
+    assert_eq!(
+        table_requests(&e, "BatchWriteItem", "orders", "success"),
+        Some(1.0)
+    );
 }
 
 /// T48. Table names are trimmed; empty/whitespace-only names (and their metrics) are ignored.
 #[test]
 fn t48_table_names_are_trimmed_and_blank_ones_dropped() {
     let r = registry();
-    let metrics = [("  ", written(7)), ("", returned(3)), (" orders\t", written(2))];
-    r.dynamodb_observer().observe_request(&DynamoDbRequestReport {
-        table_metrics: Some(&metrics),
-        ..ok("PutItem", &["", " \n ", "\u{3000}orders"])
-    });
+    let metrics = [
+        ("  ", written(7)),
+        ("", returned(3)),
+        (" orders\t", written(2)),
+    ];
+    r.dynamodb_observer()
+        .observe_request(&DynamoDbRequestReport {
+            table_metrics: Some(&metrics),
+            ..ok("PutItem", &["", " \n ", "\u{3000}orders"])
+        });
     let e = scrape(&r);
     assert_eq!(real_tables(&e), HashSet::from(["orders".to_string()]));
-    assert_eq!(table_requests(&e, "PutItem", "orders", "success"), Some(1.0));
+    assert_eq!(
+        table_requests(&e, "PutItem", "orders", "success"),
+        Some(1.0)
+    );
     assert_eq!(per_table(&e, WRITTEN, "PutItem", "orders"), Some(2.0));
     assert_eq!(e.samples_named(RETURNED).count(), 0);
 }
@@ -369,10 +444,11 @@ fn t49_table_only_in_metrics_is_attributed() {
             written_items: 0,
         },
     )];
-    r.dynamodb_observer().observe_request(&DynamoDbRequestReport {
-        table_metrics: Some(&metrics),
-        ..ok("Query", &[])
-    });
+    r.dynamodb_observer()
+        .observe_request(&DynamoDbRequestReport {
+            table_metrics: Some(&metrics),
+            ..ok("Query", &[])
+        });
     let e = scrape(&r);
     assert_eq!(table_requests(&e, "Query", "events", "success"), Some(1.0));
     assert_eq!(per_table(&e, RETURNED, "Query", "events"), Some(4.0));
@@ -386,10 +462,11 @@ fn t49_table_only_in_metrics_is_attributed() {
 fn t50_metrics_of_the_same_trimmed_table_aggregate() {
     let r = registry();
     let metrics = [(" orders ", returned(2)), ("orders", returned(3))];
-    r.dynamodb_observer().observe_request(&DynamoDbRequestReport {
-        table_metrics: Some(&metrics),
-        ..ok("Query", &["orders"])
-    });
+    r.dynamodb_observer()
+        .observe_request(&DynamoDbRequestReport {
+            table_metrics: Some(&metrics),
+            ..ok("Query", &["orders"])
+        });
     let e = scrape(&r);
     assert_eq!(per_table(&e, RETURNED, "Query", "orders"), Some(5.0));
     assert_eq!(table_requests(&e, "Query", "orders", "success"), Some(1.0));
@@ -412,10 +489,11 @@ fn t51_zero_or_negative_counts_create_no_series() {
         ("users", returned(5)),
         (" users", returned(-5)),
     ];
-    r.dynamodb_observer().observe_request(&DynamoDbRequestReport {
-        table_metrics: Some(&metrics),
-        ..ok("Scan", &[])
-    });
+    r.dynamodb_observer()
+        .observe_request(&DynamoDbRequestReport {
+            table_metrics: Some(&metrics),
+            ..ok("Scan", &[])
+        });
     let e = scrape(&r);
     for family in [RETURNED, SCANNED, WRITTEN] {
         assert_eq!(e.samples_named(family).count(), 0, "{family}");
@@ -440,10 +518,22 @@ fn t52_error_families_follow_the_outcome_per_table() {
     });
     d.observe_request(&ok("GetItem", &["a"]));
     let e = scrape(&r);
-    assert_eq!(per_table(&e, USER_ERRORS, "TransactWriteItems", "a"), Some(1.0));
-    assert_eq!(per_table(&e, USER_ERRORS, "TransactWriteItems", "b"), Some(1.0));
-    assert_eq!(per_table(&e, SYSTEM_ERRORS, "TransactWriteItems", "a"), Some(1.0));
-    assert_eq!(per_table(&e, SYSTEM_ERRORS, "TransactWriteItems", "b"), None);
+    assert_eq!(
+        per_table(&e, USER_ERRORS, "TransactWriteItems", "a"),
+        Some(1.0)
+    );
+    assert_eq!(
+        per_table(&e, USER_ERRORS, "TransactWriteItems", "b"),
+        Some(1.0)
+    );
+    assert_eq!(
+        per_table(&e, SYSTEM_ERRORS, "TransactWriteItems", "a"),
+        Some(1.0)
+    );
+    assert_eq!(
+        per_table(&e, SYSTEM_ERRORS, "TransactWriteItems", "b"),
+        None
+    );
     for family in [USER_ERRORS, SYSTEM_ERRORS, CONDITIONAL] {
         assert_eq!(per_table(&e, family, "GetItem", "a"), None, "{family}");
     }
@@ -463,9 +553,15 @@ fn t53_table_past_the_budget_is_other() {
         ..ok("PutItem", &["orders-overflow"])
     });
     let e = scrape(&r);
-    assert_eq!(table_requests(&e, "PutItem", "_other", "success"), Some(1.0));
+    assert_eq!(
+        table_requests(&e, "PutItem", "_other", "success"),
+        Some(1.0)
+    );
     assert_eq!(per_table(&e, WRITTEN, "PutItem", "_other"), Some(2.0));
-    assert_eq!(table_requests(&e, "PutItem", "orders-overflow", "success"), None);
+    assert_eq!(
+        table_requests(&e, "PutItem", "orders-overflow", "success"),
+        None
+    );
     assert_eq!(real_tables(&e).len(), 512);
 }
 
@@ -494,7 +590,10 @@ fn t55_literal_other_takes_no_slot() {
     d.observe_request(&ok("GetItem", &["_other", " _other "]));
     fill_tables(&d, "GetItem", 512);
     let e = scrape(&r);
-    assert_eq!(table_requests(&e, "GetItem", "_other", "success"), Some(1.0));
+    assert_eq!(
+        table_requests(&e, "GetItem", "_other", "success"),
+        Some(1.0)
+    );
     assert_eq!(table_requests(&e, "GetItem", "t511", "success"), Some(1.0));
     assert_eq!(real_tables(&e).len(), 512);
 }
@@ -511,8 +610,14 @@ fn t56_tables_admitted_by_failures_stay_admitted() {
     fill_tables(&d, "DeleteItem", 511);
     d.observe_request(&ok("DeleteItem", &["failed-table", "one-too-many"]));
     let e = scrape(&r);
-    assert_eq!(table_requests(&e, "DeleteItem", "failed-table", "success"), Some(1.0));
-    assert_eq!(table_requests(&e, "DeleteItem", "_other", "success"), Some(1.0));
+    assert_eq!(
+        table_requests(&e, "DeleteItem", "failed-table", "success"),
+        Some(1.0)
+    );
+    assert_eq!(
+        table_requests(&e, "DeleteItem", "_other", "success"),
+        Some(1.0)
+    );
     assert_eq!(real_tables(&e).len(), 512);
 }
 
@@ -525,7 +630,10 @@ fn t57_budget_is_shared_across_operations() {
     d.observe_request(&ok("PutItem", &["fresh"]));
     d.observe_request(&ok("PutItem", &["t0"]));
     let e = scrape(&r);
-    assert_eq!(table_requests(&e, "PutItem", "_other", "success"), Some(1.0));
+    assert_eq!(
+        table_requests(&e, "PutItem", "_other", "success"),
+        Some(1.0)
+    );
     assert_eq!(table_requests(&e, "PutItem", "t0", "success"), Some(1.0));
 }
 
@@ -590,7 +698,10 @@ fn non_finite_inflight_deltas_are_ignored() {
     d.observe_in_flight_change("GetItem", f64::INFINITY);
     d.observe_in_flight_change("Query", f64::NEG_INFINITY);
     let e = scrape(&r);
-    assert_eq!(e.value(INFLIGHT, &labels(&[("operation", "GetItem")])), Some(2.0));
+    assert_eq!(
+        e.value(INFLIGHT, &labels(&[("operation", "GetItem")])),
+        Some(2.0)
+    );
     assert_eq!(e.value(INFLIGHT, &labels(&[("operation", "Query")])), None);
 }
 
@@ -643,5 +754,8 @@ fn hostile_reports_never_panic_and_the_exposition_parses() {
     assert!(tables.contains("new\nline"));
     assert!(tables.contains("back\\slash"));
     assert!(tables.contains(huge.as_str()));
-    assert_eq!(requests(&e, "unknown", "user_error").map(|v| v > 0.0), Some(true));
+    assert_eq!(
+        requests(&e, "unknown", "user_error").map(|v| v > 0.0),
+        Some(true)
+    );
 }

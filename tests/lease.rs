@@ -83,7 +83,11 @@ fn concurrent_lease_reads_are_exact() {
     let barrier = Arc::new(Barrier::new(THREADS));
     let handles: Vec<_> = (0..THREADS)
         .map(|t| {
-            let observer = if t % 2 == 0 { shared } else { r.lease_read_observer() };
+            let observer = if t % 2 == 0 {
+                shared
+            } else {
+                r.lease_read_observer()
+            };
             let barrier = Arc::clone(&barrier);
             thread::spawn(move || {
                 barrier.wait();

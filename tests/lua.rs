@@ -103,7 +103,10 @@ fn t59_success_report_records_one_observation_each() {
         assert_eq!(by_outcome(&e, &count, "success"), Some(1.0), "{family}");
         assert_eq!(by_outcome(&e, &count, "error"), None, "{family}");
     }
-    assert_eq!(retries(&e, "elastickv_lua_conflict_retries_count"), Some(1.0));
+    assert_eq!(
+        retries(&e, "elastickv_lua_conflict_retries_count"),
+        Some(1.0)
+    );
 }
 
 /// T60. An error report records under `outcome="error"`.
@@ -120,7 +123,10 @@ fn t60_error_report_records_under_error() {
         assert_eq!(by_outcome(&e, &count, "error"), Some(1.0), "{family}");
         assert_eq!(by_outcome(&e, &count, "success"), None, "{family}");
     }
-    assert_eq!(retries(&e, "elastickv_lua_conflict_retries_count"), Some(1.0));
+    assert_eq!(
+        retries(&e, "elastickv_lua_conflict_retries_count"),
+        Some(1.0)
+    );
 }
 
 /// T61. Durations are recorded in seconds (250 ms → `_sum` 0.25); call count and retries as
@@ -147,7 +153,12 @@ fn t62_zero_retries_land_in_the_zero_bucket() {
         ..sample_report()
     });
     let e = scrape(&r);
-    let bucket = |le| e.value("elastickv_lua_conflict_retries_bucket", &labels(&[("le", le)]));
+    let bucket = |le| {
+        e.value(
+            "elastickv_lua_conflict_retries_bucket",
+            &labels(&[("le", le)]),
+        )
+    };
     assert_eq!(bucket("0"), Some(1.0));
     assert_eq!(bucket("+Inf"), Some(1.0));
 }
@@ -165,7 +176,10 @@ fn negative_counts_are_clamped_to_zero() {
         ..sample_report()
     });
     let e = scrape(&r);
-    assert_eq!(by_outcome(&e, "elastickv_lua_redis_call_count_sum", "success"), Some(0.0));
+    assert_eq!(
+        by_outcome(&e, "elastickv_lua_redis_call_count_sum", "success"),
+        Some(0.0)
+    );
     assert_eq!(
         e.value(
             "elastickv_lua_redis_call_count_bucket",
@@ -175,7 +189,10 @@ fn negative_counts_are_clamped_to_zero() {
     );
     assert_eq!(retries(&e, "elastickv_lua_conflict_retries_sum"), Some(0.0));
     assert_eq!(
-        e.value("elastickv_lua_conflict_retries_bucket", &labels(&[("le", "0")])),
+        e.value(
+            "elastickv_lua_conflict_retries_bucket",
+            &labels(&[("le", "0")])
+        ),
         Some(1.0)
     );
 }
@@ -187,9 +204,15 @@ fn t63_bucket_bounds() {
     let r = registry();
     r.lua_observer().observe(&sample_report());
     let e = scrape(&r);
-    let lua_dur = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0];
+    let lua_dur = [
+        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0,
+    ];
     for family in DURATION_FAMILIES {
-        assert_eq!(bounds(&e, &format!("{family}_bucket"), Some("success")), lua_dur, "{family}");
+        assert_eq!(
+            bounds(&e, &format!("{family}_bucket"), Some("success")),
+            lua_dur,
+            "{family}"
+        );
     }
     assert_eq!(
         bounds(&e, "elastickv_lua_redis_call_count_bucket", Some("success")),
@@ -209,7 +232,11 @@ fn t64_handle_creation_materialises_nine_series() {
     let e = scrape(&r);
     assert_eq!(e.samples_named(FASTPATH).count(), 9);
     for outcome in OUTCOMES {
-        assert_eq!(fastpath(&e, "zrangebyscore", outcome), Some(0.0), "{outcome}");
+        assert_eq!(
+            fastpath(&e, "zrangebyscore", outcome),
+            Some(0.0),
+            "{outcome}"
+        );
     }
 }
 
@@ -292,7 +319,11 @@ fn t68_each_known_reason_has_its_own_outcome() {
     for (_, label) in reasons {
         for outcome in OUTCOMES {
             let want = if outcome == label { 2.0 } else { 0.0 };
-            assert_eq!(fastpath(&e, label, outcome), Some(want), "{label}/{outcome}");
+            assert_eq!(
+                fastpath(&e, label, outcome),
+                Some(want),
+                "{label}/{outcome}"
+            );
         }
     }
 }
@@ -336,7 +367,10 @@ fn t70_noop_handles_accept_everything() {
     LuaScriptObserver::default().observe(&sample_report());
     let e = scrape(&registry());
     assert_eq!(e.samples_named(FASTPATH).count(), 0);
-    assert_eq!(retries(&e, "elastickv_lua_conflict_retries_count"), Some(0.0));
+    assert_eq!(
+        retries(&e, "elastickv_lua_conflict_retries_count"),
+        Some(0.0)
+    );
 }
 
 /// T71. Two handles for the same `cmd` share counters.

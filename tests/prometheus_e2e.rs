@@ -39,7 +39,10 @@ impl TempDir {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_nanos();
-        let dir = std::env::temp_dir().join(format!("elastickv-e2e-{tag}-{}-{nanos}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!(
+            "elastickv-e2e-{tag}-{}-{nanos}",
+            std::process::id()
+        ));
         std::fs::create_dir_all(&dir).expect("creating the temporary directory");
         TempDir(dir)
     }
@@ -62,7 +65,9 @@ fn tool(name: &str, env_var: &str) -> Option<PathBuf> {
     });
     if found.is_none() {
         if std::env::var_os("CI").is_some() {
-            panic!("`{name}` is required under CI for the end-to-end test: apt-get install prometheus");
+            panic!(
+                "`{name}` is required under CI for the end-to-end test: apt-get install prometheus"
+            );
         }
         println!("SKIPPED: `{name}` is not installed; install it (apt-get install prometheus) or set {env_var} to run the real-Prometheus end-to-end test");
     }
@@ -70,13 +75,24 @@ fn tool(name: &str, env_var: &str) -> Option<PathBuf> {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn start_node(extra: &[&str]) -> (Process, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_elastickv-metrics"))
         .args(["--metrics-address", "127.0.0.1:0", "--pprof-address", ""])
-        .args(["--metrics-token", TOKEN, "--node-id", NODE_ID, "--node-address", NODE_ADDRESS])
+        .args([
+            "--metrics-token",
+            TOKEN,
+            "--node-id",
+            NODE_ID,
+            "--node-address",
+            NODE_ADDRESS,
+        ])
         .args(["--poll-interval", "1s", "--rate", "2000"])
         .args(extra)
         .env("RUST_LOG", "warn")
@@ -105,7 +121,10 @@ fn start_prometheus(bin: &Path, dir: &Path, target: &str) -> (Process, String) {
     let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
     let child = Command::new(bin)
         .arg(format!("--config.file={}", config_path.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
         .arg(format!("--web.listen-address={listen}"))
         .arg("--web.enable-lifecycle")
         .stdout(log.try_clone().unwrap())
@@ -119,13 +138,20 @@ fn start_prometheus(bin: &Path, dir: &Path, target: &str) -> (Process, String) {
 fn http_get(address: &str, path: &str, headers: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(address).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\n{headers}Connection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\n{headers}Connection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).ok()?;
     let response = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = response.split_once("\r\n\r\n")?;
     let status = head.get(9..12)?.parse().ok()?;
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_string()
@@ -136,7 +162,9 @@ fn http_get(address: &str, path: &str, headers: &str) -> Option<(u16, String)> {
 fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if size == 0 || rest.len() < size {
             break;
         }
@@ -150,7 +178,9 @@ fn encode_query(q: &str) -> String {
     let mut out = String::new();
     for b in q.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -159,8 +189,12 @@ fn encode_query(q: &str) -> String {
 
 /// Runs an instant query; returns the raw JSON body.
 fn query(prometheus: &str, q: &str) -> String {
-    let (status, body) = http_get(prometheus, &format!("/api/v1/query?query={}", encode_query(q)), "")
-        .unwrap_or_else(|| panic!("Prometheus did not answer query {q}"));
+    let (status, body) = http_get(
+        prometheus,
+        &format!("/api/v1/query?query={}", encode_query(q)),
+        "",
+    )
+    .unwrap_or_else(|| panic!("Prometheus did not answer query {q}"));
     assert_eq!(status, 200, "query {q}: {body}");
     assert!(body.contains("\"status\":\"success\""), "query {q}: {body}");
     body
@@ -200,7 +234,10 @@ fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<
         if let Some(v) = probe() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
 }
@@ -213,14 +250,23 @@ fn stored_names() -> Vec<(String, String)> {
             let rest = l.strip_prefix("| `")?;
             let name = rest.split('`').next()?;
             let kind = rest.split('|').nth(1)?.trim();
-            let stored = if kind == "histogram" { format!("{name}_count") } else { name.to_string() };
-            name.starts_with("elastickv_").then(|| (name.to_string(), stored))
+            let stored = if kind == "histogram" {
+                format!("{name}_count")
+            } else {
+                name.to_string()
+            };
+            // Our self-monitoring family appears only when a source fails.
+            let reference =
+                name.starts_with("elastickv_") && !name.starts_with("elastickv_monitoring_");
+            reference.then(|| (name.to_string(), stored))
         })
         .collect()
 }
 
 fn run_end_to_end(extra_node_args: &[&str], tag: &str) {
-    let Some(prometheus_bin) = tool("prometheus", "PROMETHEUS_BIN") else { return };
+    let Some(prometheus_bin) = tool("prometheus", "PROMETHEUS_BIN") else {
+        return;
+    };
     let dir = TempDir::new(tag);
     let (_node, target) = start_node(extra_node_args);
     let (_prometheus, prometheus) = start_prometheus(&prometheus_bin, &dir.0, &target);
@@ -237,23 +283,33 @@ fn run_end_to_end(extra_node_args: &[&str], tag: &str) {
     let families = stored_names();
     assert_eq!(families.len(), 58);
     let selector = format!("node_id=\"{NODE_ID}\",node_address=\"{NODE_ADDRESS}\"");
-    let missing = wait_for("all 58 families to be stored", Duration::from_secs(30), || {
-        let stored = label_values(
-            &query(&prometheus, &format!("count by (__name__) ({{__name__=~\"elastickv_.+\",{selector}}})")),
-            "__name__",
-        );
-        let missing: Vec<&str> = families
-            .iter()
-            .filter(|(_, s)| !stored.contains(s))
-            .map(|(n, _)| n.as_str())
-            .collect();
-        missing.is_empty().then_some(missing)
-    });
+    let missing = wait_for(
+        "all 58 families to be stored",
+        Duration::from_secs(30),
+        || {
+            let stored = label_values(
+                &query(
+                    &prometheus,
+                    &format!("count by (__name__) ({{__name__=~\"elastickv_.+\",{selector}}})"),
+                ),
+                "__name__",
+            );
+            let missing: Vec<&str> = families
+                .iter()
+                .filter(|(_, s)| !stored.contains(s))
+                .map(|(n, _)| n.as_str())
+                .collect();
+            missing.is_empty().then_some(missing)
+        },
+    );
     assert!(missing.is_empty());
 
     // Rates and quantiles work on what was stored (needs a few scrapes in the window).
     wait_for("a positive request rate", Duration::from_secs(20), || {
-        let v = values(&query(&prometheus, "sum(rate(elastickv_redis_requests_total[5s]))"));
+        let v = values(&query(
+            &prometheus,
+            "sum(rate(elastickv_redis_requests_total[5s]))",
+        ));
         (v.len() == 1 && v[0] > 0.0).then_some(())
     });
     let q = values(&query(
@@ -263,19 +319,40 @@ fn run_end_to_end(extra_node_args: &[&str], tag: &str) {
     assert!(q.len() == 1 && q[0].is_finite() && q[0] > 0.0, "p90 {q:?}");
 
     // Overflow labels.
-    assert!(!values(&query(&prometheus, "elastickv_dynamodb_table_requests_total{table=\"_other\"}")).is_empty());
-    assert!(!values(&query(&prometheus, "elastickv_redis_unsupported_commands_total{command=\"other\"}")).is_empty());
+    assert!(!values(&query(
+        &prometheus,
+        "elastickv_dynamodb_table_requests_total{table=\"_other\"}"
+    ))
+    .is_empty());
+    assert!(!values(&query(
+        &prometheus,
+        "elastickv_redis_unsupported_commands_total{command=\"other\"}"
+    ))
+    .is_empty());
 
     // A series the workload removes disappears: short-lived SQS queues were stored and are
     // gone from the latest scrape (Prometheus marked them stale).
-    wait_for("a removed SQS queue series to go stale", Duration::from_secs(20), || {
-        let seen = label_values(
-            &query(&prometheus, "present_over_time(elastickv_sqs_queue_messages{queue=~\"burst-.*\"}[1m])"),
-            "queue",
-        );
-        let now = label_values(&query(&prometheus, "elastickv_sqs_queue_messages{queue=~\"burst-.*\"}"), "queue");
-        seen.iter().any(|q| !now.contains(q)).then_some(())
-    });
+    wait_for(
+        "a removed SQS queue series to go stale",
+        Duration::from_secs(20),
+        || {
+            let seen = label_values(
+                &query(
+                    &prometheus,
+                    "present_over_time(elastickv_sqs_queue_messages{queue=~\"burst-.*\"}[1m])",
+                ),
+                "queue",
+            );
+            let now = label_values(
+                &query(
+                    &prometheus,
+                    "elastickv_sqs_queue_messages{queue=~\"burst-.*\"}",
+                ),
+                "queue",
+            );
+            seen.iter().any(|q| !now.contains(q)).then_some(())
+        },
+    );
 }
 
 #[test]
@@ -297,14 +374,30 @@ const KNOWN_PROMTOOL_FINDINGS: &[&str] = &[
 
 #[test]
 fn promtool_check_metrics_reports_only_the_reference_names() {
-    let Some(promtool) = tool("promtool", "PROMTOOL_BIN") else { return };
+    let Some(promtool) = tool("promtool", "PROMTOOL_BIN") else {
+        return;
+    };
     let (_node, target) = start_node(&[]);
-    let body = wait_for("a scrape with every family", Duration::from_secs(15), || {
-        let (status, body) = http_get(&target, "/metrics", &format!("Authorization: Bearer {TOKEN}\r\n"))?;
-        let e = exposition::parse_text(&body).ok()?;
-        let count = e.families.iter().filter(|f| f.name.starts_with("elastickv_")).count();
-        (status == 200 && count == 58).then_some(body)
-    });
+    let body = wait_for(
+        "a scrape with every family",
+        Duration::from_secs(15),
+        || {
+            let (status, body) = http_get(
+                &target,
+                "/metrics",
+                &format!("Authorization: Bearer {TOKEN}\r\n"),
+            )?;
+            let e = exposition::parse_text(&body).ok()?;
+            let count = e
+                .families
+                .iter()
+                .filter(|f| {
+                    f.name.starts_with("elastickv_") && !f.name.starts_with("elastickv_monitoring_")
+                })
+                .count();
+            (status == 200 && count == 58).then_some(body)
+        },
+    );
     let mut child = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -312,14 +405,23 @@ fn promtool_check_metrics_reports_only_the_reference_names() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("running promtool");
-    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
     let output = child.wait_with_output().unwrap();
     let report = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    let findings: BTreeSet<&str> = report.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let findings: BTreeSet<&str> = report
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     let known: BTreeSet<&str> = KNOWN_PROMTOOL_FINDINGS.iter().copied().collect();
     assert_eq!(findings, known, "promtool reported:\n{report}");
 }

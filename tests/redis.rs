@@ -58,7 +58,10 @@ fn unsupported(command: &[u8]) -> RedisRequestReport<'_> {
 }
 
 fn requests(e: &exposition::Exposition, command: &str, outcome: &str) -> Option<f64> {
-    e.value(REQUESTS, &labels(&[("command", command), ("outcome", outcome)]))
+    e.value(
+        REQUESTS,
+        &labels(&[("command", command), ("outcome", outcome)]),
+    )
 }
 
 fn unsupported_count(e: &exposition::Exposition, command: &str) -> Option<f64> {
@@ -83,7 +86,10 @@ fn t10_get_success_counts_one_request_and_one_duration() {
     let e = scrape(&r);
     assert_eq!(requests(&e, "GET", "success"), Some(1.0));
     assert_eq!(
-        e.value(DURATION_COUNT, &labels(&[("command", "GET"), ("outcome", "success")])),
+        e.value(
+            DURATION_COUNT,
+            &labels(&[("command", "GET"), ("outcome", "success")])
+        ),
         Some(1.0)
     );
     assert_eq!(e.samples_named(REQUESTS).count(), 1);
@@ -203,7 +209,10 @@ fn t18_duration_histogram_has_the_fifteen_bounds() {
         .collect();
     assert_eq!(
         bounds,
-        [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0]
+        [
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
+            60.0
+        ]
     );
 }
 
@@ -404,7 +413,10 @@ fn t32_unsupported_path_runs_for_errors_and_successes() {
     assert_eq!(unsupported_count(&e, "FOO"), Some(2.0));
     assert_eq!(requests(&e, "unknown", "success"), Some(1.0));
     assert_eq!(requests(&e, "unknown", "error"), Some(1.0));
-    assert_eq!(e.value(ERRORS, &labels(&[("command", "unknown")])), Some(1.0));
+    assert_eq!(
+        e.value(ERRORS, &labels(&[("command", "unknown")])),
+        Some(1.0)
+    );
 }
 
 /// T33. A recognised name reported as unsupported (`get`) increments both
@@ -491,7 +503,9 @@ fn hostile_commands_never_panic_and_the_exposition_parses() {
         b"\0nul\0".to_vec(),
         b"{label=\"x\"} 1".to_vec(),
         b"# HELP x y".to_vec(),
-        "\u{1c5}ungla \u{fb00} \u{df} \u{149} \u{1fb3}".as_bytes().to_vec(),
+        "\u{1c5}ungla \u{fb00} \u{df} \u{149} \u{1fb3}"
+            .as_bytes()
+            .to_vec(),
         "😀🎉".as_bytes().to_vec(),
         "\u{feff}bom".as_bytes().to_vec(),
         "\u{1F80}".repeat(40).into_bytes(),

@@ -1,18 +1,16 @@
 //! The raft dispatch collector: mirrors the raft engine's monotonic dispatch counters (drops,
 //! errors, errors by gRPC code, step-queue-full) into our counters by positive delta.
-//!
-//! This file also holds the two helpers the three delta collectors (dispatch, Pebble, write
-//! conflicts) share: [`delta_since`] and [`read_guarded`].
 
 use std::collections::HashMap;
 use std::fmt;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::poll;
+use super::delta::{delta_since, forget_excess_keys};
+use super::poll::{self, SourceReader};
+use crate::manifest::domain::MonitoringCollector;
 use crate::manifest::domain::{GRPC_CODE, RAFT_GROUP};
 use crate::manifest::family;
 use crate::storage::Store;
@@ -108,6 +106,7 @@ pub struct DispatchCollector {
 
 struct Inner {
     store: &'static Store,
+    reader: SourceReader,
     /// Baselines by group id. Held for a whole poll, which is what serialises the polls of
     /// this collector (observe-once racing the background loop included).
     baselines: Mutex<HashMap<u64, Baseline>>,
@@ -134,6 +133,7 @@ impl DispatchCollector {
         DispatchCollector {
             inner: Some(Arc::new(Inner {
                 store,
+                reader: SourceReader::new(MonitoringCollector::Dispatch, store),
                 baselines: Mutex::new(HashMap::new()),
             })),
         }
@@ -186,7 +186,8 @@ impl Inner {
             let Some(source) = &binding.source else {
                 continue;
             };
-            let reading = read_guarded("dispatch", binding.group_id, || Reading {
+            let source = Arc::clone(source);
+            let reading = self.reader.read(binding.group_id, move || Reading {
                 drops: source.dispatch_drop_count(),
                 errors: source.dispatch_error_count(),
                 step_queue_full: source.step_queue_full_count(),
@@ -250,59 +251,5 @@ impl Inner {
         forget_excess_keys(&mut baseline.by_code, |code| {
             reading.by_code.contains_key(code)
         });
-    }
-}
-
-/// How many keys a per-key baseline (dispatch codes, write-conflict buckets) remembers per
-/// group beyond those in the current snapshot.
-///
-/// Keys missing from a snapshot are kept so that their return is not counted twice; a source
-/// that keeps inventing new keys would make that memory grow without end, so past this many the
-/// absent keys are dropped (those fall back to the reference's count-again-in-full behaviour).
-/// Real sources have a few dozen keys at most.
-pub(super) const MAX_REMEMBERED_KEYS: usize = 1024;
-
-/// Drops the keys `present` rejects once `baseline` holds more than [`MAX_REMEMBERED_KEYS`].
-pub(super) fn forget_excess_keys(
-    baseline: &mut HashMap<String, u64>,
-    present: impl Fn(&str) -> bool,
-) {
-    if baseline.len() > MAX_REMEMBERED_KEYS {
-        baseline.retain(|key, _| present(key));
-    }
-}
-
-/// Advances a delta baseline to `current` and returns how much to add to the mirrored counter:
-/// the increase, or 0 when the value is unchanged or went down (a source reset, which simply
-/// becomes the new baseline so counting resumes from there).
-pub(super) fn delta_since(baseline: &mut u64, current: u64) -> u64 {
-    let delta = current.saturating_sub(*baseline);
-    *baseline = current;
-    delta
-}
-
-/// Reads a source, turning a panic into a log line and `None` so that one faulty source does
-/// not stop the others of the same poll.
-pub(super) fn read_guarded<T>(
-    collector: &str,
-    group_id: u64,
-    read: impl FnOnce() -> T,
-) -> Option<T> {
-    match catch_unwind(AssertUnwindSafe(read)) {
-        Ok(value) => Some(value),
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-string panic".to_string());
-            tracing::warn!(
-                collector,
-                group_id,
-                message,
-                "a metrics source panicked; skipping it this poll"
-            );
-            None
-        }
     }
 }

@@ -218,6 +218,11 @@ fn is_conditional_check_failed(error_type: &str) -> bool {
     if error_type.len() == CONDITIONAL_CHECK_FAILED.len() {
         return error_type.eq_ignore_ascii_case(CONDITIONAL_CHECK_FAILED);
     }
+    // The Kelvin sign is 3 bytes where `k` is 1, so that is the only other length that can
+    // match; everything else (the empty error type of a success above all) stops here.
+    if error_type.len() != CONDITIONAL_CHECK_FAILED.len() + 2 {
+        return false;
+    }
     error_type
         .chars()
         .map(fold)

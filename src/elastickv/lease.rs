@@ -46,7 +46,9 @@ impl LeaseReadObserver {
             } else {
                 LeaseReadOutcome::Miss
             };
-            store.counter(family::elastickv_lease_read_total(outcome)).inc();
+            store
+                .counter(family::elastickv_lease_read_total(outcome))
+                .inc();
         }
     }
 }

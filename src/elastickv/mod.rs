@@ -5,6 +5,7 @@
 //! observers that poll (dispatch, Pebble, write conflicts, raft, SQS depth) mirror other
 //! subsystems' state on an interval.
 
+mod delta;
 pub mod dispatch;
 pub mod dynamodb;
 pub mod lease;
@@ -17,5 +18,7 @@ mod registry;
 pub mod sqs;
 pub mod write_conflict;
 
-pub use poll::{DEFAULT_INTERVAL, DEFAULT_SQS_INTERVAL};
+pub use poll::{
+    set_source_read_timeout, source_read_timeout, DEFAULT_INTERVAL, DEFAULT_SQS_INTERVAL,
+};
 pub use registry::Registry;

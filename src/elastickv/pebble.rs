@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::dispatch::{delta_since, read_guarded};
+use super::delta::delta_since;
 use super::poll;
+use super::poll::SourceReader;
+use crate::manifest::domain::MonitoringCollector;
 use crate::manifest::domain::{FsmMode, RAFT_GROUP};
 use crate::manifest::family;
 use crate::storage::Store;
@@ -128,6 +130,7 @@ pub struct PebbleCollector {
 
 struct Inner {
     store: &'static Store,
+    reader: SourceReader,
     /// Counter baselines by group id; held for a whole poll to serialise polls.
     baselines: Mutex<HashMap<u64, Baseline>>,
 }
@@ -144,6 +147,7 @@ impl PebbleCollector {
         PebbleCollector {
             inner: Some(Arc::new(Inner {
                 store,
+                reader: SourceReader::new(MonitoringCollector::Pebble, store),
                 baselines: Mutex::new(HashMap::new()),
             })),
         }
@@ -204,7 +208,10 @@ impl Inner {
             let Some(source) = &binding.source else {
                 continue;
             };
-            let Some(Some(snap)) = read_guarded("pebble", binding.group_id, || source.metrics())
+            let reading = Arc::clone(source);
+            let Some(Some(snap)) = self
+                .reader
+                .read(binding.group_id, move || reading.metrics())
             else {
                 continue;
             };
@@ -242,8 +249,9 @@ impl Inner {
             }
 
             // A capacity that panics loses only the capacity, not the rest of this group.
-            let capacity = read_guarded("pebble", binding.group_id, || {
-                source.block_cache_capacity_bytes()
+            let reading = Arc::clone(source);
+            let capacity = self.reader.read(binding.group_id, move || {
+                reading.block_cache_capacity_bytes()
             });
             if let Some(Some(capacity)) = capacity {
                 if capacity > 0 {

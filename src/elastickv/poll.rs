@@ -1,12 +1,18 @@
 //! The lifecycle every poller shares: one synchronous poll, then one per interval on tokio
 //! until cancelled.
 
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
+
+use crate::manifest::domain::{MonitoringCollector, MonitoringFailure};
+use crate::manifest::family;
+use crate::storage::Store;
 
 /// Default interval of the dispatch, Pebble, write-conflict and raft pollers.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
@@ -72,11 +78,148 @@ where
 /// Runs one poll, turning a panic (a faulty source) into a log line.
 pub(crate) fn run_guarded(what: &str, poll: &(dyn Fn() + Send + Sync)) {
     if let Err(panic) = catch_unwind(AssertUnwindSafe(poll)) {
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "non-string panic".to_string());
+        let message = panic_message(&*panic);
         tracing::warn!(what, message, "a metrics poll panicked; polling continues");
     }
+}
+
+/// How long one source read may take, in milliseconds (see [`set_source_read_timeout`]).
+static SOURCE_READ_TIMEOUT_MS: AtomicU64 = AtomicU64::new(2_000);
+
+/// Sets, for the whole process, how long a poller waits for one source read (a raft status,
+/// an LSM snapshot, …) before abandoning it and going on with the other sources. Default 2 s.
+pub fn set_source_read_timeout(timeout: Duration) {
+    let ms = u64::try_from(timeout.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    SOURCE_READ_TIMEOUT_MS.store(ms, Ordering::Relaxed);
+}
+
+/// The current source read timeout.
+pub fn source_read_timeout() -> Duration {
+    Duration::from_millis(SOURCE_READ_TIMEOUT_MS.load(Ordering::Relaxed))
+}
+
+/// Reads a poller's sources so that one faulty source never holds up the others.
+///
+/// Each read runs on a short-lived thread and is awaited for at most the source read timeout.
+/// A read that panics, or does not return in time, yields `None`, a warning and an increment of
+/// `elastickv_monitoring_source_failures_total{collector, reason}`. An abandoned read keeps its
+/// thread until the source returns; until then later polls skip that source (`reason="stuck"`)
+/// instead of starting another thread, so a hung source costs one thread, not one per poll.
+pub(crate) struct SourceReader {
+    collector: MonitoringCollector,
+    store: &'static Store,
+    /// Sources whose abandoned read may still be running, with a flag the read sets when done.
+    abandoned: Mutex<HashMap<u64, Arc<AtomicBool>>>,
+}
+
+impl SourceReader {
+    pub(crate) fn new(collector: MonitoringCollector, store: &'static Store) -> SourceReader {
+        SourceReader {
+            collector,
+            store,
+            abandoned: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn failed(&self, key: u64, reason: MonitoringFailure, detail: &str) {
+        self.store
+            .counter(family::elastickv_monitoring_source_failures_total(
+                self.collector,
+                reason,
+            ))
+            .inc();
+        tracing::warn!(
+            collector = self.collector.as_str(),
+            source = key,
+            reason = reason.as_str(),
+            detail,
+            "a metrics source read failed; the poll goes on without it"
+        );
+    }
+
+    /// Reads a borrowed source on the calling thread: a panic is caught and counted, but there
+    /// is no deadline (the source cannot be handed to another thread).
+    pub(crate) fn read_inline<T>(&self, key: u64, read: impl FnOnce() -> T) -> Option<T> {
+        match catch_unwind(AssertUnwindSafe(read)) {
+            Ok(value) => Some(value),
+            Err(panic) => {
+                self.failed(key, MonitoringFailure::Panic, &panic_message(&*panic));
+                None
+            }
+        }
+    }
+
+    /// Reads source `key` (a group id, or 0 for a single source) with `read`.
+    pub(crate) fn read<T, F>(&self, key: u64, read: F) -> Option<T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        {
+            let mut abandoned = self.abandoned.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(done) = abandoned.get(&key) {
+                if !done.load(Ordering::Acquire) {
+                    drop(abandoned);
+                    self.failed(
+                        key,
+                        MonitoringFailure::Stuck,
+                        "an earlier read has not returned",
+                    );
+                    return None;
+                }
+                abandoned.remove(&key);
+            }
+        }
+        let done = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::sync_channel(1);
+        let finished = Arc::clone(&done);
+        let spawned = std::thread::Builder::new()
+            .name("metrics-source".into())
+            .spawn(move || {
+                let result = catch_unwind(AssertUnwindSafe(read));
+                finished.store(true, Ordering::Release);
+                let _ = tx.send(result);
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start a source read thread; skipping the source this poll");
+            return None;
+        }
+        match rx.recv_timeout(source_read_timeout()) {
+            Ok(Ok(value)) => Some(value),
+            Ok(Err(panic)) => {
+                self.failed(key, MonitoringFailure::Panic, &panic_message(&*panic));
+                None
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                self.abandoned
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key, done);
+                self.failed(
+                    key,
+                    MonitoringFailure::Timeout,
+                    "no answer before the deadline",
+                );
+                None
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                self.failed(
+                    key,
+                    MonitoringFailure::Panic,
+                    "the read thread ended without a result",
+                );
+                None
+            }
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic".to_string())
 }

@@ -10,13 +10,13 @@
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::fmt;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::manifest::domain::MonitoringCollector;
 use crate::manifest::domain::{
     RaftState as StateLabel, RAFT_GROUP, RAFT_LEADER, RAFT_MEMBER, RAFT_SUFFRAGE,
 };
@@ -24,7 +24,7 @@ use crate::manifest::family;
 use crate::manifest::schema::{Series, Slot};
 use crate::storage::Store;
 
-use super::poll;
+use super::poll::{self, SourceReader};
 
 /// The role of this node in a raft group, as a status reader reports it.
 ///
@@ -232,6 +232,7 @@ struct Memory {
 
 struct Inner {
     store: &'static Store,
+    reader: SourceReader,
     /// Held for a whole poll, which is what serialises polls of one observer.
     memory: Mutex<Memory>,
 }
@@ -278,6 +279,7 @@ impl RaftObserver {
         RaftObserver {
             inner: Some(Arc::new(Inner {
                 store,
+                reader: SourceReader::new(MonitoringCollector::Raft, store),
                 memory: Mutex::new(Memory::default()),
             })),
         }
@@ -307,22 +309,6 @@ impl RaftObserver {
     }
 }
 
-/// Calls a source, turning a panic into a log line and `None`, so one faulty group does not
-/// stop the others.
-fn guarded<T>(what: &'static str, group: u64, read: impl FnOnce() -> T) -> Option<T> {
-    match catch_unwind(AssertUnwindSafe(read)) {
-        Ok(value) => Some(value),
-        Err(_) => {
-            tracing::warn!(
-                what,
-                group,
-                "a raft metrics source panicked; skipping the group this poll"
-            );
-            None
-        }
-    }
-}
-
 /// Gauges are `i64`; raft indexes are `u64` and never get near the limit, but saturate
 /// rather than wrap to a negative value if a source reports garbage.
 fn gauge_value(v: u64) -> i64 {
@@ -348,7 +334,8 @@ impl Inner {
             return;
         };
         let group_id = runtime.group_id;
-        let Some(status) = guarded("status", group_id, || reader.status()) else {
+        let source = Arc::clone(reader);
+        let Some(status) = self.reader.read(group_id, move || source.status()) else {
             return;
         };
         let group = store.open(RAFT_GROUP).resolve(&group_id.to_string());
@@ -395,19 +382,23 @@ impl Inner {
         let Some(reader) = &runtime.configuration else {
             return;
         };
-        let configuration =
-            match guarded("configuration", group_id, || reader.configuration(cancel)) {
-                Some(Ok(configuration)) => configuration,
-                Some(Err(error)) => {
-                    tracing::debug!(
-                        group = group_id,
-                        %error,
-                        "raft configuration read failed; member series keep their values"
-                    );
-                    return;
-                }
-                None => return,
-            };
+        let source = Arc::clone(reader);
+        let token = cancel.clone();
+        let configuration = match self
+            .reader
+            .read(group_id, move || source.configuration(&token))
+        {
+            Some(Ok(configuration)) => configuration,
+            Some(Err(error)) => {
+                tracing::debug!(
+                    group = group_id,
+                    %error,
+                    "raft configuration read failed; member series keep their values"
+                );
+                return;
+            }
+            None => return,
+        };
         store
             .gauge(family::elastickv_raft_members(group))
             .set(i64::try_from(configuration.servers.len()).unwrap_or(i64::MAX));

@@ -180,7 +180,10 @@ const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
 const ONES: u64 = 0x0101_0101_0101_0101;
 
 // `load_short` packs a name into two words.
-const _: () = assert!(MAX_NAME <= 16, "recognised Redis names must fit in 16 bytes");
+const _: () = assert!(
+    MAX_NAME <= 16,
+    "recognised Redis names must fit in 16 bytes"
+);
 
 /// `bytes` (at most 16 of them) as two little-endian words, zero-padded; `None` if longer.
 ///
@@ -195,7 +198,9 @@ fn load_short(bytes: &[u8]) -> Option<(u64, u64)> {
         0 => Some((0, 0)),
         1..=3 => {
             let (first, mid, last) = (bytes[0], bytes[n / 2], bytes[n - 1]);
-            let lo = u64::from(first) | u64::from(mid) << (8 * (n / 2)) | u64::from(last) << (8 * (n - 1));
+            let lo = u64::from(first)
+                | u64::from(mid) << (8 * (n / 2))
+                | u64::from(last) << (8 * (n - 1));
             Some((lo, 0))
         }
         4..=7 => {
@@ -219,10 +224,11 @@ fn load_short(bytes: &[u8]) -> Option<(u64, u64)> {
 /// `a..=z`. Each byte is below 0x80, so the additions never carry into the next byte.
 #[inline]
 fn ascii_upper(word: u64) -> u64 {
-    let at_least_a = word + ONES * (0x80 - u64::from(b'a'));
-    let above_z = word + ONES * (0x80 - u64::from(b'z') - 1);
+    // Wrapping only so that a misuse on non-ASCII input cannot panic in debug builds.
+    let at_least_a = word.wrapping_add(ONES * (0x80 - u64::from(b'a')));
+    let above_z = word.wrapping_add(ONES * (0x80 - u64::from(b'z') - 1));
     let lower = at_least_a & !above_z & HIGH_BITS;
-    word - (lower >> 2)
+    word.wrapping_sub(lower >> 2)
 }
 
 /// [`normalize_command`] for input that is long or not ASCII; `core` is already trimmed of
@@ -405,7 +411,16 @@ mod tests {
     fn ascii_upper_matches_the_byte_mapping() {
         for b in 0u8..0x80 {
             let word = u64::from_le_bytes([b, b'a', b'z', b'`', b'{', b'A', b'Z', 0]);
-            let want = u64::from_le_bytes([b.to_ascii_uppercase(), b'A', b'Z', b'`', b'{', b'A', b'Z', 0]);
+            let want = u64::from_le_bytes([
+                b.to_ascii_uppercase(),
+                b'A',
+                b'Z',
+                b'`',
+                b'{',
+                b'A',
+                b'Z',
+                0,
+            ]);
             assert_eq!(ascii_upper(word), want, "byte {b:#x}");
         }
     }

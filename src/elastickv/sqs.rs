@@ -9,12 +9,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::manifest::domain::MonitoringCollector;
 use crate::manifest::domain::{
     SqsAction, SqsDepthState, SQS_DEPTH_QUEUE, SQS_PARTITION, SQS_PARTITION_QUEUE,
 };
@@ -22,7 +22,7 @@ use crate::manifest::family;
 use crate::manifest::schema::Slot;
 use crate::storage::Store;
 
-use super::poll;
+use super::poll::{self, SourceReader};
 
 /// Depth values in `SqsDepthState::ALL` order: visible, not visible, delayed.
 type Depths = [i64; 3];
@@ -277,6 +277,8 @@ pub trait SqsDepthSource: Send + Sync {
 #[derive(Clone, Default)]
 pub struct SqsDepthObserver {
     metrics: SqsMetrics,
+    /// Reads the source with a deadline, counting failures (`None` on the no-op observer).
+    reader: Option<Arc<SourceReader>>,
     /// Queue names of the last successful snapshot. Held for a whole poll, which serialises
     /// polls.
     last_seen: Arc<Mutex<HashSet<String>>>,
@@ -292,8 +294,15 @@ impl fmt::Debug for SqsDepthObserver {
 
 impl SqsDepthObserver {
     pub(crate) fn new(metrics: SqsMetrics) -> Self {
+        let reader = metrics.inner.as_ref().map(|inner| {
+            Arc::new(SourceReader::new(
+                MonitoringCollector::SqsDepth,
+                inner.store,
+            ))
+        });
         SqsDepthObserver {
             metrics,
+            reader,
             last_seen: Arc::default(),
         }
     }
@@ -301,9 +310,13 @@ impl SqsDepthObserver {
     /// Polls `source` once, synchronously, with a token that is never cancelled. `None` (or
     /// the no-op observer) does nothing.
     pub fn observe_once(&self, source: Option<&dyn SqsDepthSource>) {
-        if let Some(source) = source {
-            self.poll(source, &CancellationToken::new());
-        }
+        let (Some(source), Some(reader)) = (source, &self.reader) else {
+            return;
+        };
+        let token = CancellationToken::new();
+        let mut last_seen = self.last_seen.lock().unwrap_or_else(|e| e.into_inner());
+        let read = reader.read_inline(0, || source.snapshot_queue_depths(&token));
+        self.apply(&mut last_seen, read);
     }
 
     /// Polls once now, then every `interval` (zero:
@@ -323,28 +336,30 @@ impl SqsDepthObserver {
         if self.metrics.inner.is_none() {
             return;
         }
+        let Some(reader) = self.reader.clone() else {
+            return;
+        };
         let observer = self.clone();
         let token = cancel.clone();
         poll::start(cancel, interval, poll::DEFAULT_SQS_INTERVAL, move || {
-            observer.poll(&*source, &token)
+            let (source, token) = (Arc::clone(&source), token.clone());
+            // Held across the read too: polls of one observer never interleave.
+            let mut last_seen = observer.last_seen.lock().unwrap_or_else(|e| e.into_inner());
+            let read = reader.read(0, move || source.snapshot_queue_depths(&token));
+            observer.apply(&mut last_seen, read);
         });
     }
 
-    fn poll(&self, source: &dyn SqsDepthSource, cancel: &CancellationToken) {
+    /// Applies one read of the source: `None` (the read failed) and `ok == false` both skip
+    /// the tick, keeping the gauges and the last good state to diff against.
+    fn apply(&self, last_seen: &mut HashSet<String>, read: Option<(Vec<SqsQueueDepth>, bool)>) {
         if self.metrics.inner.is_none() {
             return;
         }
-        let mut last_seen = self.last_seen.lock().unwrap_or_else(|e| e.into_inner());
-        let snapshots =
-            match catch_unwind(AssertUnwindSafe(|| source.snapshot_queue_depths(cancel))) {
-                Ok((snapshots, true)) => snapshots,
-                // No snapshot this tick: keep the gauges and the last good state to diff against.
-                Ok((_, false)) => return,
-                Err(_) => {
-                    tracing::warn!("the SQS depth source panicked; skipping this tick");
-                    return;
-                }
-            };
+        let snapshots = match read {
+            Some((snapshots, true)) => snapshots,
+            Some((_, false)) | None => return,
+        };
         let current: HashSet<String> = snapshots
             .iter()
             .filter(|s| !s.queue.is_empty())

@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::dispatch::{delta_since, forget_excess_keys, read_guarded};
+use super::delta::{delta_since, forget_excess_keys};
 use super::poll;
+use super::poll::SourceReader;
+use crate::manifest::domain::MonitoringCollector;
 use crate::manifest::domain::{RAFT_GROUP, WRITE_CONFLICT_KEY};
 use crate::manifest::family;
 use crate::storage::Store;
@@ -93,6 +95,7 @@ pub struct WriteConflictCollector {
 
 struct Inner {
     store: &'static Store,
+    reader: SourceReader,
     /// Per-key baselines by group id; held for a whole poll to serialise polls.
     baselines: Mutex<HashMap<u64, HashMap<String, u64>>>,
 }
@@ -102,6 +105,7 @@ impl WriteConflictCollector {
         WriteConflictCollector {
             inner: Some(Arc::new(Inner {
                 store,
+                reader: SourceReader::new(MonitoringCollector::WriteConflict, store),
                 baselines: Mutex::new(HashMap::new()),
             })),
         }
@@ -155,8 +159,9 @@ impl Inner {
             let Some(source) = &binding.source else {
                 continue;
             };
-            let Some(counts) = read_guarded("write_conflict", binding.group_id, || {
-                source.write_conflict_counts_by_prefix()
+            let reading = Arc::clone(source);
+            let Some(counts) = self.reader.read(binding.group_id, move || {
+                reading.write_conflict_counts_by_prefix()
             }) else {
                 continue;
             };

@@ -128,7 +128,7 @@ impl Encoder {
                 let buckets = desc.bounds.len();
                 let mut cumulative = 0u64;
                 for (i, count) in values[..=buckets].iter().enumerate() {
-                    cumulative = cumulative.wrapping_add(*count);
+                    cumulative = cumulative.saturating_add(*count);
                     self.sample_start(family.name, "_bucket", out);
                     if !self.labels.is_empty() {
                         out.push(b',');

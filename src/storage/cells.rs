@@ -126,10 +126,18 @@ impl ShardedCells {
         let c = unsafe { &*slab.add(cell) };
         if shard::is_exclusive(shard) {
             // This thread is the only writer of this shard, so a relaxed load and store
-            // cannot lose an update; readers see either the old or the new value.
-            c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+            // cannot lose an update; readers see either the old or the new value. Saturating:
+            // a counter must never wrap back to a small value (a mirrored source can jump).
+            c.store(
+                c.load(Ordering::Relaxed).saturating_add(n),
+                Ordering::Relaxed,
+            );
         } else {
-            c.fetch_add(n, Ordering::Relaxed);
+            let old = c.fetch_add(n, Ordering::Relaxed);
+            if old.checked_add(n).is_none() {
+                // Wrapped: pin at the top. Racing writers can only push it back up here.
+                c.store(u64::MAX, Ordering::Relaxed);
+            }
         }
     }
 
@@ -164,7 +172,7 @@ impl ShardedCells {
             // SAFETY: the slab holds `len` cells and `first + out.len() <= len`.
             let cells = unsafe { std::slice::from_raw_parts(p.add(first), out.len()) };
             for (o, c) in out.iter_mut().zip(cells) {
-                *o = o.wrapping_add(c.load(Ordering::Relaxed));
+                *o = o.saturating_add(c.load(Ordering::Relaxed));
             }
         }
     }

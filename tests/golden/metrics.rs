@@ -24,34 +24,38 @@ pub mod domain {
     pub const LUA_FASTPATH_OUTCOME: DomainId = DomainId(7);
     /// Id of domain `lua_outcome` (label `outcome`).
     pub const LUA_OUTCOME: DomainId = DomainId(8);
+    /// Id of domain `monitoring_collector` (label `collector`).
+    pub const MONITORING_COLLECTOR: DomainId = DomainId(9);
+    /// Id of domain `monitoring_failure` (label `reason`).
+    pub const MONITORING_FAILURE: DomainId = DomainId(10);
     /// Id of domain `raft_group` (label `group`).
-    pub const RAFT_GROUP: DomainId = DomainId(9);
+    pub const RAFT_GROUP: DomainId = DomainId(11);
     /// Id of domain `raft_leader` (labels `leader_id`, `leader_address`).
-    pub const RAFT_LEADER: DomainId = DomainId(10);
+    pub const RAFT_LEADER: DomainId = DomainId(12);
     /// Id of domain `raft_member` (labels `member_id`, `member_address`).
-    pub const RAFT_MEMBER: DomainId = DomainId(11);
+    pub const RAFT_MEMBER: DomainId = DomainId(13);
     /// Id of domain `raft_state` (label `state`).
-    pub const RAFT_STATE: DomainId = DomainId(12);
+    pub const RAFT_STATE: DomainId = DomainId(14);
     /// Id of domain `raft_suffrage` (label `suffrage`).
-    pub const RAFT_SUFFRAGE: DomainId = DomainId(13);
+    pub const RAFT_SUFFRAGE: DomainId = DomainId(15);
     /// Id of domain `redis_command` (label `command`).
-    pub const REDIS_COMMAND: DomainId = DomainId(14);
+    pub const REDIS_COMMAND: DomainId = DomainId(16);
     /// Id of domain `redis_outcome` (label `outcome`).
-    pub const REDIS_OUTCOME: DomainId = DomainId(15);
+    pub const REDIS_OUTCOME: DomainId = DomainId(17);
     /// Id of domain `redis_unsupported_command` (label `command`).
-    pub const REDIS_UNSUPPORTED_COMMAND: DomainId = DomainId(16);
+    pub const REDIS_UNSUPPORTED_COMMAND: DomainId = DomainId(18);
     /// Id of domain `sqs_action` (label `action`).
-    pub const SQS_ACTION: DomainId = DomainId(17);
+    pub const SQS_ACTION: DomainId = DomainId(19);
     /// Id of domain `sqs_depth_queue` (label `queue`).
-    pub const SQS_DEPTH_QUEUE: DomainId = DomainId(18);
+    pub const SQS_DEPTH_QUEUE: DomainId = DomainId(20);
     /// Id of domain `sqs_depth_state` (label `state`).
-    pub const SQS_DEPTH_STATE: DomainId = DomainId(19);
+    pub const SQS_DEPTH_STATE: DomainId = DomainId(21);
     /// Id of domain `sqs_partition` (label `partition`).
-    pub const SQS_PARTITION: DomainId = DomainId(20);
+    pub const SQS_PARTITION: DomainId = DomainId(22);
     /// Id of domain `sqs_partition_queue` (label `queue`).
-    pub const SQS_PARTITION_QUEUE: DomainId = DomainId(21);
+    pub const SQS_PARTITION_QUEUE: DomainId = DomainId(23);
     /// Id of domain `write_conflict_key` (labels `kind`, `key_prefix`).
-    pub const WRITE_CONFLICT_KEY: DomainId = DomainId(22);
+    pub const WRITE_CONFLICT_KEY: DomainId = DomainId(24);
 
     /// Values of label `operation` (domain `dynamodb_operation`).
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -463,6 +467,127 @@ pub mod domain {
         }
     }
 
+    /// Values of label `collector` (domain `monitoring_collector`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    #[repr(u16)]
+    pub enum MonitoringCollector {
+        /// `dispatch`
+        Dispatch = 0,
+        /// `pebble`
+        Pebble = 1,
+        /// `write_conflict`
+        WriteConflict = 2,
+        /// `raft`
+        Raft = 3,
+        /// `sqs_depth`
+        SqsDepth = 4,
+    }
+
+    impl MonitoringCollector {
+        /// Every value, in manifest order.
+        pub const ALL: [Self; 5] = [Self::Dispatch, Self::Pebble, Self::WriteConflict, Self::Raft, Self::SqsDepth];
+        /// Number of values.
+        pub const COUNT: usize = 5;
+        /// The domain these values belong to.
+        pub const DOMAIN: DomainId = DomainId(9);
+
+        /// The exported label value.
+        pub const fn as_str(self) -> &'static str {
+            match self {
+                Self::Dispatch => "dispatch",
+                Self::Pebble => "pebble",
+                Self::WriteConflict => "write_conflict",
+                Self::Raft => "raft",
+                Self::SqsDepth => "sqs_depth",
+            }
+        }
+
+        /// Position in the manifest (the series index contribution before the stride).
+        pub const fn index(self) -> u32 {
+            self as u32
+        }
+
+        /// The value with this exact (case-sensitive) label text.
+        #[allow(clippy::match_single_binding)]
+        pub fn from_label(s: &str) -> Option<Self> {
+            match s.len() {
+                4 => match s {
+                    "raft" => Some(Self::Raft),
+                    _ => None,
+                },
+                6 => match s {
+                    "pebble" => Some(Self::Pebble),
+                    _ => None,
+                },
+                8 => match s {
+                    "dispatch" => Some(Self::Dispatch),
+                    _ => None,
+                },
+                9 => match s {
+                    "sqs_depth" => Some(Self::SqsDepth),
+                    _ => None,
+                },
+                14 => match s {
+                    "write_conflict" => Some(Self::WriteConflict),
+                    _ => None,
+                },
+                _ => None,
+            }
+        }
+    }
+
+    /// Values of label `reason` (domain `monitoring_failure`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    #[repr(u16)]
+    pub enum MonitoringFailure {
+        /// `panic`
+        Panic = 0,
+        /// `timeout`
+        Timeout = 1,
+        /// `stuck`
+        Stuck = 2,
+    }
+
+    impl MonitoringFailure {
+        /// Every value, in manifest order.
+        pub const ALL: [Self; 3] = [Self::Panic, Self::Timeout, Self::Stuck];
+        /// Number of values.
+        pub const COUNT: usize = 3;
+        /// The domain these values belong to.
+        pub const DOMAIN: DomainId = DomainId(10);
+
+        /// The exported label value.
+        pub const fn as_str(self) -> &'static str {
+            match self {
+                Self::Panic => "panic",
+                Self::Timeout => "timeout",
+                Self::Stuck => "stuck",
+            }
+        }
+
+        /// Position in the manifest (the series index contribution before the stride).
+        pub const fn index(self) -> u32 {
+            self as u32
+        }
+
+        /// The value with this exact (case-sensitive) label text.
+        #[allow(clippy::match_single_binding)]
+        pub fn from_label(s: &str) -> Option<Self> {
+            match s.len() {
+                5 => match s {
+                    "panic" => Some(Self::Panic),
+                    "stuck" => Some(Self::Stuck),
+                    _ => None,
+                },
+                7 => match s {
+                    "timeout" => Some(Self::Timeout),
+                    _ => None,
+                },
+                _ => None,
+            }
+        }
+    }
+
     /// Values of label `state` (domain `raft_state`).
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
     #[repr(u16)]
@@ -485,7 +610,7 @@ pub mod domain {
         /// Number of values.
         pub const COUNT: usize = 5;
         /// The domain these values belong to.
-        pub const DOMAIN: DomainId = DomainId(12);
+        pub const DOMAIN: DomainId = DomainId(14);
 
         /// The exported label value.
         pub const fn as_str(self) -> &'static str {
@@ -707,7 +832,7 @@ pub mod domain {
         /// Number of values.
         pub const COUNT: usize = 83;
         /// The domain these values belong to.
-        pub const DOMAIN: DomainId = DomainId(14);
+        pub const DOMAIN: DomainId = DomainId(16);
 
         /// The exported label value.
         pub const fn as_str(self) -> &'static str {
@@ -941,7 +1066,7 @@ pub mod domain {
         /// Number of values.
         pub const COUNT: usize = 2;
         /// The domain these values belong to.
-        pub const DOMAIN: DomainId = DomainId(15);
+        pub const DOMAIN: DomainId = DomainId(17);
 
         /// The exported label value.
         pub const fn as_str(self) -> &'static str {
@@ -991,7 +1116,7 @@ pub mod domain {
         /// Number of values.
         pub const COUNT: usize = 3;
         /// The domain these values belong to.
-        pub const DOMAIN: DomainId = DomainId(17);
+        pub const DOMAIN: DomainId = DomainId(19);
 
         /// The exported label value.
         pub const fn as_str(self) -> &'static str {
@@ -1046,7 +1171,7 @@ pub mod domain {
         /// Number of values.
         pub const COUNT: usize = 3;
         /// The domain these values belong to.
-        pub const DOMAIN: DomainId = DomainId(19);
+        pub const DOMAIN: DomainId = DomainId(21);
 
         /// The exported label value.
         pub const fn as_str(self) -> &'static str {
@@ -1551,6 +1676,14 @@ pub mod family {
         Series { family: ELASTICKV_SQS_QUEUE_MESSAGES, index: queue.0 * 3 + state as u32 }
     }
 
+    /// Id of `elastickv_monitoring_source_failures_total`.
+    pub const ELASTICKV_MONITORING_SOURCE_FAILURES_TOTAL: FamilyId = FamilyId(58);
+    /// The `elastickv_monitoring_source_failures_total` series with these labels.
+    #[inline]
+    pub const fn elastickv_monitoring_source_failures_total(collector: MonitoringCollector, reason: MonitoringFailure) -> Series {
+        Series { family: ELASTICKV_MONITORING_SOURCE_FAILURES_TOTAL, index: collector as u32 * 3 + reason as u32 }
+    }
+
 }
 
 /// The whole manifest as tables.
@@ -1558,12 +1691,12 @@ pub static SCHEMA: Schema = Schema {
     const_labels: &["node_id", "node_address"],
     domains: &DOMAINS,
     families: &FAMILIES,
-    shard_cells: 217449,
+    shard_cells: 217464,
     gauge_cells: 734004,
-    series_slots: 947360,
+    series_slots: 947375,
 };
 
-static DOMAINS: [DomainDesc; 23] = [
+static DOMAINS: [DomainDesc; 25] = [
     DomainDesc { id: "dynamodb_operation", labels: &["operation"], kind: DomainKind::Closed { values: &["BatchWriteItem", "CreateTable", "DeleteItem", "DeleteTable", "DescribeTable", "GetItem", "ListTables", "PutItem", "Query", "Scan", "TransactWriteItems", "UpdateItem", "unknown"], fragments: &["operation=\"BatchWriteItem\"", "operation=\"CreateTable\"", "operation=\"DeleteItem\"", "operation=\"DeleteTable\"", "operation=\"DescribeTable\"", "operation=\"GetItem\"", "operation=\"ListTables\"", "operation=\"PutItem\"", "operation=\"Query\"", "operation=\"Scan\"", "operation=\"TransactWriteItems\"", "operation=\"UpdateItem\"", "operation=\"unknown\""] } },
     DomainDesc { id: "dynamodb_outcome", labels: &["outcome"], kind: DomainKind::Closed { values: &["success", "user_error", "system_error", "conditional_check_failed"], fragments: &["outcome=\"success\"", "outcome=\"user_error\"", "outcome=\"system_error\"", "outcome=\"conditional_check_failed\""] } },
     DomainDesc { id: "dynamodb_table", labels: &["table"], kind: DomainKind::Open { max: 512, overflow: &["_other"], overflow_fragment: "table=\"_other\"", removable: false } },
@@ -1573,6 +1706,8 @@ static DOMAINS: [DomainDesc; 23] = [
     DomainDesc { id: "lua_fastpath_cmd", labels: &["cmd"], kind: DomainKind::Open { max: 256, overflow: &["_other"], overflow_fragment: "cmd=\"_other\"", removable: false } },
     DomainDesc { id: "lua_fastpath_outcome", labels: &["outcome"], kind: DomainKind::Closed { values: &["hit", "skip_loaded", "skip_cached_type", "fallback_ineligible", "fallback_missing_key", "fallback_wrong_type", "fallback_truncated", "fallback_large_offset", "fallback_other"], fragments: &["outcome=\"hit\"", "outcome=\"skip_loaded\"", "outcome=\"skip_cached_type\"", "outcome=\"fallback_ineligible\"", "outcome=\"fallback_missing_key\"", "outcome=\"fallback_wrong_type\"", "outcome=\"fallback_truncated\"", "outcome=\"fallback_large_offset\"", "outcome=\"fallback_other\""] } },
     DomainDesc { id: "lua_outcome", labels: &["outcome"], kind: DomainKind::Closed { values: &["success", "error"], fragments: &["outcome=\"success\"", "outcome=\"error\""] } },
+    DomainDesc { id: "monitoring_collector", labels: &["collector"], kind: DomainKind::Closed { values: &["dispatch", "pebble", "write_conflict", "raft", "sqs_depth"], fragments: &["collector=\"dispatch\"", "collector=\"pebble\"", "collector=\"write_conflict\"", "collector=\"raft\"", "collector=\"sqs_depth\""] } },
+    DomainDesc { id: "monitoring_failure", labels: &["reason"], kind: DomainKind::Closed { values: &["panic", "timeout", "stuck"], fragments: &["reason=\"panic\"", "reason=\"timeout\"", "reason=\"stuck\""] } },
     DomainDesc { id: "raft_group", labels: &["group"], kind: DomainKind::Open { max: 256, overflow: &["_other"], overflow_fragment: "group=\"_other\"", removable: false } },
     DomainDesc { id: "raft_leader", labels: &["leader_id", "leader_address"], kind: DomainKind::Open { max: 256, overflow: &["_other", "_other"], overflow_fragment: "leader_id=\"_other\",leader_address=\"_other\"", removable: true } },
     DomainDesc { id: "raft_member", labels: &["member_id", "member_address"], kind: DomainKind::Open { max: 256, overflow: &["_other", "_other"], overflow_fragment: "member_id=\"_other\",member_address=\"_other\"", removable: true } },
@@ -1617,13 +1752,15 @@ static LABELS_22: [&str; 2] = ["outcome=\"hit\"", "outcome=\"miss\""];
 
 static LABELS_54: [&str; 2] = ["mode=\"sync\"", "mode=\"nosync\""];
 
-static FAMILIES: [FamilyDesc; 58] = [
+static LABELS_58: [&str; 15] = ["collector=\"dispatch\",reason=\"panic\"", "collector=\"dispatch\",reason=\"timeout\"", "collector=\"dispatch\",reason=\"stuck\"", "collector=\"pebble\",reason=\"panic\"", "collector=\"pebble\",reason=\"timeout\"", "collector=\"pebble\",reason=\"stuck\"", "collector=\"write_conflict\",reason=\"panic\"", "collector=\"write_conflict\",reason=\"timeout\"", "collector=\"write_conflict\",reason=\"stuck\"", "collector=\"raft\",reason=\"panic\"", "collector=\"raft\",reason=\"timeout\"", "collector=\"raft\",reason=\"stuck\"", "collector=\"sqs_depth\",reason=\"panic\"", "collector=\"sqs_depth\",reason=\"timeout\"", "collector=\"sqs_depth\",reason=\"stuck\""];
+
+static FAMILIES: [FamilyDesc; 59] = [
     FamilyDesc {
         name: "elastickv_redis_requests_total",
         help: "Redis-protocol requests handled, by normalised command name and result.",
         subsystem: "Redis",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(14), DomainId(15)],
+        dims: &[DomainId(16), DomainId(17)],
         strides: &[2, 1],
         series: 166,
         cell_base: 0,
@@ -1636,7 +1773,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "Latency of Redis-protocol requests, from receipt until the reply is complete.",
         subsystem: "Redis",
         kind: FamilyKind::Histogram(HistogramDesc { value: HistogramValue::Duration, bounds: &[1000000, 2500000, 5000000, 10000000, 25000000, 50000000, 100000000, 250000000, 500000000, 1000000000, 2000000000, 5000000000, 10000000000, 30000000000, 60000000000], le_text: &["0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2", "5", "10", "30", "60"], le_openmetrics: &["0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.0", "5.0", "10.0", "30.0", "60.0"] }),
-        dims: &[DomainId(14), DomainId(15)],
+        dims: &[DomainId(16), DomainId(17)],
         strides: &[2, 1],
         series: 166,
         cell_base: 166,
@@ -1649,7 +1786,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "Redis-protocol requests that failed, by normalised command name.",
         subsystem: "Redis",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(14)],
+        dims: &[DomainId(16)],
         strides: &[1],
         series: 83,
         cell_base: 2988,
@@ -1662,7 +1799,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "Commands refused because no handler implements them, labelled with the sanitised name the client used (cardinality-capped).",
         subsystem: "Redis",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(16)],
+        dims: &[DomainId(18)],
         strides: &[1],
         series: 33,
         cell_base: 3071,
@@ -1922,7 +2059,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "Outgoing raft messages dropped before reaching the transport because the peer's queue was full (mirrors the raft engine's counter).",
         subsystem: "Raft dispatch",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(9)],
+        dims: &[DomainId(11)],
         strides: &[1],
         series: 257,
         cell_base: 73724,
@@ -1935,7 +2072,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "Outgoing raft messages handed to the transport whose delivery failed (mirrors the raft engine's counter).",
         subsystem: "Raft dispatch",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(9)],
+        dims: &[DomainId(11)],
         strides: &[1],
         series: 257,
         cell_base: 73981,
@@ -1948,7 +2085,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "Incoming raft messages rejected because the engine's step queue was full; a rising value means the raft loop is not keeping up.",
         subsystem: "Raft dispatch",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(9)],
+        dims: &[DomainId(11)],
         strides: &[1],
         series: 257,
         cell_base: 74238,
@@ -1961,7 +2098,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "Failed outgoing raft messages broken down by gRPC status code, separating unreachable peers (Unavailable), slow peers (DeadlineExceeded) and flow control (ResourceExhausted).",
         subsystem: "Raft dispatch",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(9), DomainId(4)],
+        dims: &[DomainId(11), DomainId(4)],
         strides: &[33, 1],
         series: 8481,
         cell_base: 74495,
@@ -1974,7 +2111,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "This node's raft role in each group, one-hot: 1 for the current state, 0 for the rest.",
         subsystem: "Raft topology and status",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(9), DomainId(12)],
+        dims: &[DomainId(11), DomainId(14)],
         strides: &[5, 1],
         series: 1285,
         cell_base: 13,
@@ -1987,7 +2124,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "Always 1; identifies the node this node currently takes to be the group's leader.",
         subsystem: "Raft topology and status",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(9), DomainId(10)],
+        dims: &[DomainId(11), DomainId(12)],
         strides: &[257, 1],
         series: 66049,
         cell_base: 1298,
@@ -2000,7 +2137,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "Always 1; one series for each member of the group's raft configuration known here.",
         subsystem: "Raft topology and status",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(9), DomainId(11), DomainId(13)],
+        dims: &[DomainId(11), DomainId(13), DomainId(15)],
         strides: &[2313, 9, 1],
         series: 594441,
         cell_base: 67347,
@@ -2013,7 +2150,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "1 for the configuration member this node considers the leader, 0 for every other member.",
         subsystem: "Raft topology and status",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(9), DomainId(11)],
+        dims: &[DomainId(11), DomainId(13)],
         strides: &[257, 1],
         series: 66049,
         cell_base: 661788,
@@ -2026,7 +2163,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "Number of members in the group's raft configuration, as seen by this node.",
         subsystem: "Raft topology and status",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(9)],
+        dims: &[DomainId(11)],
         strides: &[1],
         series: 257,
         cell_base: 727837,
@@ -2039,7 +2176,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "Highest raft log index this node knows to be committed.",
         subsystem: "Raft topology and status",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(9)],
+        dims: &[DomainId(11)],
         strides: &[1],
         series: 257,
         cell_base: 728094,
@@ -2052,7 +2189,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "Highest raft log index this node has applied to its state machine.",
         subsystem: "Raft topology and status",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(9)],
+        dims: &[DomainId(11)],
         strides: &[1],
         series: 257,
         cell_base: 728351,
@@ -2065,7 +2202,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "Seconds elapsed since this node last heard from the leader; -1 if not known.",
         subsystem: "Raft topology and status",
         kind: FamilyKind::Gauge(GaugeValue::Float),
-        dims: &[DomainId(9)],
+        dims: &[DomainId(11)],
         strides: &[1],
         series: 257,
         cell_base: 728608,
@@ -2078,7 +2215,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "The raft term this node is currently in.",
         subsystem: "Raft topology and status",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(9)],
+        dims: &[DomainId(11)],
         strides: &[1],
         series: 257,
         cell_base: 728865,
@@ -2091,7 +2228,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "Index of the most recent entry in this node's raft log.",
         subsystem: "Raft topology and status",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(9)],
+        dims: &[DomainId(11)],
         strides: &[1],
         series: 257,
         cell_base: 729122,
@@ -2104,7 +2241,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "Raft log index covered by this node's most recent snapshot.",
         subsystem: "Raft topology and status",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(9)],
+        dims: &[DomainId(11)],
         strides: &[1],
         series: 257,
         cell_base: 729379,
@@ -2117,7 +2254,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "Commands queued for the state machine that have not been applied yet.",
         subsystem: "Raft topology and status",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(9)],
+        dims: &[DomainId(11)],
         strides: &[1],
         series: 257,
         cell_base: 729636,
@@ -2130,7 +2267,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "Number of voting peers in the group, not counting this node.",
         subsystem: "Raft topology and status",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(9)],
+        dims: &[DomainId(11)],
         strides: &[1],
         series: 257,
         cell_base: 729893,
@@ -2143,7 +2280,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "Number of leader changes this node has observed in the group.",
         subsystem: "Raft topology and status",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(9)],
+        dims: &[DomainId(11)],
         strides: &[1],
         series: 257,
         cell_base: 82976,
@@ -2156,7 +2293,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "Raft proposals that returned an error instead of an apply result.",
         subsystem: "Raft proposals",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(9)],
+        dims: &[DomainId(11)],
         strides: &[1],
         series: 257,
         cell_base: 83233,
@@ -2169,7 +2306,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "Number of L0 sublevels right now; if it keeps rising past the L0 compaction threshold, write stalls are coming.",
         subsystem: "Pebble LSM",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(9)],
+        dims: &[DomainId(11)],
         strides: &[1],
         series: 257,
         cell_base: 730150,
@@ -2182,7 +2319,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "Number of sstables in L0 right now; best read alongside the L0 sublevel gauge.",
         subsystem: "Pebble LSM",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(9)],
+        dims: &[DomainId(11)],
         strides: &[1],
         series: 257,
         cell_base: 730407,
@@ -2195,7 +2332,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "Estimated bytes that must still be compacted for the LSM to settle; a growing value means compaction is falling behind writes.",
         subsystem: "Pebble LSM",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(9)],
+        dims: &[DomainId(11)],
         strides: &[1],
         series: 257,
         cell_base: 730664,
@@ -2208,7 +2345,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "Number of compactions currently running.",
         subsystem: "Pebble LSM",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(9)],
+        dims: &[DomainId(11)],
         strides: &[1],
         series: 257,
         cell_base: 730921,
@@ -2221,7 +2358,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "Compactions completed, as observed by this process.",
         subsystem: "Pebble LSM",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(9)],
+        dims: &[DomainId(11)],
         strides: &[1],
         series: 257,
         cell_base: 83490,
@@ -2234,7 +2371,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "Memtables currently allocated: the active one plus any waiting to be flushed.",
         subsystem: "Pebble LSM",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(9)],
+        dims: &[DomainId(11)],
         strides: &[1],
         series: 257,
         cell_base: 731178,
@@ -2247,7 +2384,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "Bytes held by memtables, counting large batches queued for flushing.",
         subsystem: "Pebble LSM",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(9)],
+        dims: &[DomainId(11)],
         strides: &[1],
         series: 257,
         cell_base: 731435,
@@ -2260,7 +2397,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "Memtables the database has released but open iterators still keep alive.",
         subsystem: "Pebble LSM",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(9)],
+        dims: &[DomainId(11)],
         strides: &[1],
         series: 257,
         cell_base: 731692,
@@ -2273,7 +2410,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "Bytes currently held in the block cache.",
         subsystem: "Pebble LSM",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(9)],
+        dims: &[DomainId(11)],
         strides: &[1],
         series: 257,
         cell_base: 731949,
@@ -2286,7 +2423,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "Configured maximum size of the block cache in bytes, to put its usage and hit rate in perspective.",
         subsystem: "Pebble LSM",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(9)],
+        dims: &[DomainId(11)],
         strides: &[1],
         series: 257,
         cell_base: 732206,
@@ -2299,7 +2436,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "Block cache lookups that found the block in the cache.",
         subsystem: "Pebble LSM",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(9)],
+        dims: &[DomainId(11)],
         strides: &[1],
         series: 257,
         cell_base: 83747,
@@ -2312,7 +2449,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "Block cache lookups that did not find the block in the cache.",
         subsystem: "Pebble LSM",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(9)],
+        dims: &[DomainId(11)],
         strides: &[1],
         series: 257,
         cell_base: 84004,
@@ -2338,7 +2475,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "Optimistic-concurrency conflicts found by the MVCC store, by kind (`read` for read-write, `write` for write-write) and key class; a spike in one class suggests hot keys or races in lock resolution.",
         subsystem: "Write conflicts",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(9), DomainId(22)],
+        dims: &[DomainId(11), DomainId(24)],
         strides: &[129, 1],
         series: 33153,
         cell_base: 84261,
@@ -2351,7 +2488,7 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "Operations on HT-FIFO queue partitions, by queue, partition and action; only partitioned queues report. Useful for spotting message groups spread unevenly over partitions.",
         subsystem: "SQS partition counters",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(21), DomainId(20), DomainId(17)],
+        dims: &[DomainId(23), DomainId(22), DomainId(19)],
         strides: &[195, 3, 1],
         series: 100035,
         cell_base: 117414,
@@ -2364,12 +2501,25 @@ static FAMILIES: [FamilyDesc; 58] = [
         help: "Approximate number of messages in each queue by state: `visible`, `not_visible` (in flight) or `delayed`. Refreshed periodically on the leader; followers export nothing.",
         subsystem: "SQS queue depth",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(18), DomainId(19)],
+        dims: &[DomainId(20), DomainId(21)],
         strides: &[3, 1],
         series: 1539,
         cell_base: 732465,
         cells_per_series: 1,
         series_base: 945821,
         closed_labels: &[],
+    },
+    FamilyDesc {
+        name: "elastickv_monitoring_source_failures_total",
+        help: "Reads of a polled source (raft engine, LSM, MVCC store, SQS) that produced nothing, by collector and reason; the poll went on with the other sources. Not part of the reference package.",
+        subsystem: "Self-monitoring",
+        kind: FamilyKind::Counter,
+        dims: &[DomainId(9), DomainId(10)],
+        strides: &[3, 1],
+        series: 15,
+        cell_base: 217449,
+        cells_per_series: 1,
+        series_base: 947360,
+        closed_labels: &LABELS_58,
     },
 ];
