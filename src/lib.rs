@@ -1,3 +1,6 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
 pub mod elastickv;
 pub mod encode;
 pub mod format;
