@@ -16,7 +16,8 @@ pub struct FamilySnapshot {
     pub series: Vec<u32>,
     /// `cells_per_series` values per series, in the order of `series`. Counters: the count.
     /// Gauges: the raw bits (`i64` or `f64`). Histograms: per-bucket counts (not cumulative),
-    /// the `+Inf` bucket's own count, then the sum in storage units.
+    /// the `+Inf` bucket's own count, then the 128-bit sum in storage units as its low and
+    /// high words.
     pub values: Vec<u64>,
 }
 
@@ -43,7 +44,8 @@ impl Snapshot {
     pub fn capture_where(&mut self, store: &Store, mut keep: impl FnMut(&FamilyDesc) -> bool) {
         let schema = store.schema();
         self.schema = Some(schema);
-        self.families.resize_with(schema.families.len(), Default::default);
+        self.families
+            .resize_with(schema.families.len(), Default::default);
         let presence = store.presence_words();
         for (family, snap) in schema.families.iter().zip(self.families.iter_mut()) {
             snap.series.clear();
@@ -81,11 +83,17 @@ impl Snapshot {
                     }
                 }
                 FamilyKind::Counter | FamilyKind::Histogram(_) => {
+                    let histogram = matches!(family.kind, FamilyKind::Histogram(_));
                     for &s in &snap.series {
                         let at = snap.values.len();
                         snap.values.resize(at + per, 0);
                         let first_cell = (family.cell_base + s * family.cells_per_series) as usize;
-                        store.shards().sum_into(first_cell, &mut snap.values[at..]);
+                        let out = &mut snap.values[at..];
+                        if histogram {
+                            store.shards().sum_histogram_into(first_cell, out);
+                        } else {
+                            store.shards().sum_into(first_cell, out);
+                        }
                     }
                 }
             }

@@ -378,7 +378,9 @@ fn histogram_concurrent_observations_are_exact() {
     }
     let (count, sum) = h.count_and_sum();
     assert_eq!(count, THREADS * EACH);
-    let expected: u64 = (0..THREADS * EACH).map(|v| v % 3_000_000_000).sum();
+    let expected: u128 = (0..THREADS * EACH)
+        .map(|v| u128::from(v % 3_000_000_000))
+        .sum();
     assert_eq!(sum, expected);
 }
 
@@ -693,4 +695,98 @@ fn t04_registries_are_independent() {
         scrape(&b).get("elastickv_redis_requests_total", &[]),
         Some(0.0)
     );
+}
+
+// ---------------------------------------------------------------- histogram sums past 2^64
+
+#[test]
+fn histogram_sum_carries_past_u64_instead_of_wrapping() {
+    let r = registry();
+    let h = r
+        .store()
+        .histogram(family::elastickv_dynamodb_request_size_bytes(
+            DynamodbOperation::Scan,
+        ));
+    // Three observations of nearly 2^64 each: a u64 sum would have wrapped twice.
+    let big = u64::MAX - 10;
+    for _ in 0..3 {
+        h.observe(big);
+    }
+    let (count, sum) = h.count_and_sum();
+    assert_eq!(count, 3);
+    assert_eq!(sum, 3 * u128::from(big));
+    let e = scrape(&r);
+    let exported = e
+        .get("elastickv_dynamodb_request_size_bytes_sum", &[])
+        .unwrap();
+    assert_eq!(exported, 3.0 * big as f64);
+}
+
+#[test]
+fn histogram_sum_carries_are_consistent_under_concurrent_scrapes() {
+    // One writer carrying over and over while scrapes run: every scrape's sum is a sum the
+    // writer really passed through, so it never goes back.
+    let r = registry();
+    let h = r
+        .store()
+        .histogram(family::elastickv_dynamodb_request_size_bytes(
+            DynamodbOperation::Query,
+        ));
+    let step = u64::MAX / 3 + 1;
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let done = Arc::clone(&done);
+        thread::spawn(move || {
+            let mut n = 0u64;
+            while !done.load(Ordering::Relaxed) && n < 200_000 {
+                h.observe(step);
+                n += 1;
+            }
+            n
+        })
+    };
+    let mut last = 0u128;
+    for _ in 0..2_000 {
+        let (count, sum) = h.count_and_sum();
+        assert!(sum >= last, "sum went back from {last} to {sum}");
+        assert!(
+            sum <= u128::from(count + 2) * u128::from(step),
+            "sum ahead of the count"
+        );
+        last = sum;
+    }
+    done.store(true, Ordering::Relaxed);
+    let n = writer.join().unwrap();
+    assert_eq!(h.count_and_sum(), (n, u128::from(n) * u128::from(step)));
+}
+
+#[test]
+fn histogram_sums_stay_exact_on_the_shared_shard() {
+    // More threads than exclusive shards: the extra ones share a shard and its locked sum path.
+    let threads = shard::EXCLUSIVE_SHARDS + 16;
+    let r = registry();
+    let h = r
+        .store()
+        .histogram(family::elastickv_dynamodb_request_size_bytes(
+            DynamodbOperation::GetItem,
+        ));
+    let start = Arc::new(Barrier::new(threads));
+    let step = u64::MAX / 7;
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let start = Arc::clone(&start);
+            thread::spawn(move || {
+                h.observe(step);
+                start.wait();
+                for _ in 1..50 {
+                    h.observe(step);
+                }
+            })
+        })
+        .collect();
+    for j in handles {
+        j.join().unwrap();
+    }
+    let n = threads as u64 * 50;
+    assert_eq!(h.count_and_sum(), (n, u128::from(n) * u128::from(step)));
 }

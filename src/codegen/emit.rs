@@ -88,8 +88,9 @@ fn layouts(m: &Manifest) -> (Vec<Layout>, u64, u64, u64) {
             strides[i] = strides[i + 1] * cards[i + 1];
         }
         let series: u64 = cards.iter().product();
+        // Histograms: one cell per bucket, one for `+Inf`, and the 128-bit sum as two cells.
         let cells_per_series = if f.kind.is_histogram() {
-            f.buckets.len() as u64 + 2
+            f.buckets.len() as u64 + 3
         } else {
             1
         };

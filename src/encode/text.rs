@@ -6,9 +6,9 @@
 //! string (closed labels) or fragments rendered at admission (open labels), so encoding is
 //! copying plus integer formatting.
 
+use super::Format;
 use crate::format::escape::{write_help_openmetrics, write_help_text};
 use crate::format::number::{write_f64, write_i64, write_u64};
-use super::Format;
 use crate::manifest::schema::{DomainKind, FamilyDesc, FamilyKind, GaugeValue, HistogramValue};
 use crate::snapshot::Snapshot;
 
@@ -29,7 +29,13 @@ impl Encoder {
     ///
     /// `const_labels` is the registry's constant label text (`node_id="…",node_address="…"`,
     /// already escaped), written on every series.
-    pub fn encode(&mut self, snapshot: &Snapshot, const_labels: &str, format: Format, out: &mut Vec<u8>) {
+    pub fn encode(
+        &mut self,
+        snapshot: &Snapshot,
+        const_labels: &str,
+        format: Format,
+        out: &mut Vec<u8>,
+    ) {
         let Some(schema) = snapshot.schema() else {
             return;
         };
@@ -61,7 +67,13 @@ impl Encoder {
 
     /// Renders `a="x",b="y",<const labels>` for one series into `self.labels`. Returns false
     /// when an open slot has no value any more (freed during the capture).
-    fn render_labels(&mut self, snapshot: &Snapshot, family: &FamilyDesc, series: u32, const_labels: &str) -> bool {
+    fn render_labels(
+        &mut self,
+        snapshot: &Snapshot,
+        family: &FamilyDesc,
+        series: u32,
+        const_labels: &str,
+    ) -> bool {
         let out = &mut self.labels;
         out.clear();
         if !family.closed_labels.is_empty() {
@@ -87,7 +99,10 @@ impl Encoder {
                         if index == max {
                             out.extend_from_slice(overflow_fragment.as_bytes());
                         } else {
-                            match snapshot.view(dim.0 as usize).and_then(|v| v.fragment(index)) {
+                            match snapshot
+                                .view(dim.0 as usize)
+                                .and_then(|v| v.fragment(index))
+                            {
                                 Some(fragment) => out.extend_from_slice(fragment.as_bytes()),
                                 None => return false,
                             }
@@ -139,12 +154,14 @@ impl Encoder {
                     write_u64(out, cumulative);
                     out.push(b'\n');
                 }
-                let sum = values[buckets + 1];
+                let (lo, hi) = (values[buckets + 1], values[buckets + 2]);
+                let sum = u128::from(lo) | (u128::from(hi) << 64);
                 self.sample_start(family.name, "_sum", out);
                 self.sample_end(out);
                 match desc.value {
                     HistogramValue::Duration => write_f64(out, sum as f64 / desc.scale()),
-                    HistogramValue::Integer => write_u64(out, sum),
+                    HistogramValue::Integer if hi == 0 => write_u64(out, lo),
+                    HistogramValue::Integer => write_f64(out, sum as f64),
                 }
                 out.push(b'\n');
                 self.sample_start(family.name, "_count", out);

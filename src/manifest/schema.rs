@@ -161,7 +161,8 @@ pub struct FamilyDesc {
     pub series: u32,
     /// First cell (in the sharded space for counters and histograms, else the gauge space).
     pub cell_base: u32,
-    /// Cells per series: 1, or for histograms one per bucket, one for `+Inf`, one for the sum.
+    /// Cells per series: 1, or for histograms one per bucket, one for `+Inf`, and two for the
+    /// 128-bit sum (low word, then the carry word; see `ShardedCells::add_sum`).
     pub cells_per_series: u32,
     /// First presence bit.
     pub series_base: u32,
@@ -178,10 +179,5 @@ impl FamilyDesc {
             *slot = rest / stride;
             rest %= stride;
         }
-    }
-
-    /// Whether the family has a removable open label (its series can be deleted).
-    pub fn is_counter(&self) -> bool {
-        matches!(self.kind, FamilyKind::Counter)
     }
 }

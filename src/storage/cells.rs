@@ -3,7 +3,7 @@
 
 use std::alloc::{alloc_zeroed, dealloc, handle_alloc_error, Layout};
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicPtr, AtomicU64, Ordering};
 
 use super::shard::{self, SHARD_SLOTS};
 
@@ -149,15 +149,116 @@ impl ShardedCells {
         Self::add_in(self.slab(shard), shard, cell, n);
     }
 
-    /// Adds `a` to `cell_a` and `b` to `cell_b` (a histogram's bucket and sum), resolving the
-    /// shard once.
+    /// Records one histogram observation: adds 1 to `bucket` and `v` to the 128-bit sum whose
+    /// low word is `sum` and carry word `sum + 1`, resolving the shard once.
     #[inline]
-    pub fn add2(&self, cell_a: usize, a: u64, cell_b: usize, b: u64) {
-        debug_assert!(cell_a < self.len && cell_b < self.len);
+    pub fn observe(&self, bucket: usize, sum: usize, v: u64) {
+        debug_assert!(bucket < self.len && sum + 1 < self.len);
         let shard = shard::current();
         let slab = self.slab(shard);
-        Self::add_in(slab, shard, cell_a, a);
-        Self::add_in(slab, shard, cell_b, b);
+        Self::add_in(slab, shard, bucket, 1);
+        // SAFETY: `sum + 1 < len` (the schema lays out two sum cells per histogram series).
+        let (lo, hi) = unsafe { (&*slab.add(sum), &*slab.add(sum + 1)) };
+        Self::add_sum(lo, hi, shard::is_exclusive(shard), v);
+    }
+
+    /// Adds `v` to a 128-bit sum kept as a low word and a carry word.
+    ///
+    /// A `u64` of nanoseconds wraps after 584 years of observed time, which a busy thread
+    /// reporting request latencies reaches in months; wrapping would make `_sum` go back. The
+    /// carry word holds `2 × carries`, plus 1 while a carry is being written: on the single
+    /// writer's rare carry it goes odd, the low word is written, then it goes even again, so a
+    /// reader that sees the same even carry word before and after reading the low word has a
+    /// consistent pair (a sequence lock that costs nothing on the usual, carry-free add).
+    #[inline]
+    fn add_sum(lo: &AtomicU64, hi: &AtomicU64, exclusive: bool, v: u64) {
+        if exclusive {
+            let (new, carried) = lo.load(Ordering::Relaxed).overflowing_add(v);
+            if !carried {
+                lo.store(new, Ordering::Relaxed);
+            } else {
+                Self::carry(lo, hi, new);
+            }
+        } else {
+            // The shared shard (threads beyond the exclusive shards) has several writers, so
+            // each takes the odd state of the carry word as a lock for its whole update. This
+            // is the slow fallback path; exclusive shards never do this.
+            let mut h = hi.load(Ordering::Relaxed);
+            loop {
+                if h & 1 == 1 {
+                    std::hint::spin_loop();
+                    h = hi.load(Ordering::Relaxed);
+                    continue;
+                }
+                // Acquire: see the low word the previous writer stored before releasing.
+                match hi.compare_exchange_weak(h, h + 1, Ordering::Acquire, Ordering::Relaxed) {
+                    Ok(_) => break,
+                    Err(now) => h = now,
+                }
+            }
+            fence(Ordering::Release);
+            let (new, carried) = lo.load(Ordering::Relaxed).overflowing_add(v);
+            lo.store(new, Ordering::Relaxed);
+            // Back to even: `h` again, or `h + 2` if this add carried.
+            hi.store(
+                h.wrapping_add(if carried { 2 } else { 0 }),
+                Ordering::Release,
+            );
+        }
+    }
+
+    #[cold]
+    fn carry(lo: &AtomicU64, hi: &AtomicU64, new_lo: u64) {
+        let h = hi.load(Ordering::Relaxed);
+        hi.store(h.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
+        lo.store(new_lo, Ordering::Relaxed);
+        hi.store(h.wrapping_add(2), Ordering::Release);
+    }
+
+    /// Reads a consistent 128-bit sum (see [`add_sum`](Self::add_sum)).
+    fn read_sum(lo: &AtomicU64, hi: &AtomicU64) -> u128 {
+        let mut spins = 0u32;
+        loop {
+            let h1 = hi.load(Ordering::Acquire);
+            if h1 & 1 == 0 {
+                let l = lo.load(Ordering::Relaxed);
+                fence(Ordering::Acquire);
+                if hi.load(Ordering::Relaxed) == h1 {
+                    return (u128::from(h1 >> 1) << 64) | u128::from(l);
+                }
+            }
+            // A carry is being written right now (three stores): wait it out.
+            spins += 1;
+            if spins % 64 == 0 {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
+    /// Reads one histogram series summed over every shard into `out`: `buckets` bucket counts
+    /// (including `+Inf`) starting at `first`, then the 128-bit sum split into its low and
+    /// high words (`out.len() == buckets + 2`).
+    pub fn sum_histogram_into(&self, first: usize, out: &mut [u64]) {
+        let buckets = out.len() - 2;
+        debug_assert!(first + out.len() <= self.len);
+        let mut sum: u128 = 0;
+        for slab in &self.slabs {
+            let p = slab.load(Ordering::Acquire);
+            if p.is_null() {
+                continue;
+            }
+            // SAFETY: the slab holds `len` cells and `first + out.len() <= len`.
+            let cells = unsafe { std::slice::from_raw_parts(p.add(first), out.len()) };
+            for (o, c) in out[..buckets].iter_mut().zip(cells) {
+                *o = o.saturating_add(c.load(Ordering::Relaxed));
+            }
+            sum = sum.saturating_add(Self::read_sum(&cells[buckets], &cells[buckets + 1]));
+        }
+        out[buckets] = sum as u64;
+        out[buckets + 1] = (sum >> 64) as u64;
     }
 
     /// Adds the value of `cells` (a run of consecutive cells starting at `first`) summed over

@@ -131,8 +131,8 @@ impl FloatGauge {
 
 /// A histogram series.
 ///
-/// Storage per series: one cell per bucket, one for `+Inf`, one for the sum, all in the
-/// caller's shard. `_count` is not stored: the snapshot derives it as the sum of the bucket
+/// Storage per series: one cell per bucket, one for `+Inf`, two for the 128-bit sum, all in
+/// the caller's shard. `_count` is not stored: the snapshot derives it as the sum of the bucket
 /// cells, so `_count` equals the `+Inf` bucket in every scrape by construction, even while
 /// observations race the scrape.
 #[derive(Clone, Copy, Default)]
@@ -143,7 +143,11 @@ pub struct Histogram {
 }
 
 impl Histogram {
-    pub(crate) fn new(cells: &'static ShardedCells, desc: &'static HistogramDesc, base: u32) -> Histogram {
+    pub(crate) fn new(
+        cells: &'static ShardedCells,
+        desc: &'static HistogramDesc,
+        base: u32,
+    ) -> Histogram {
         Histogram {
             cells: Some(cells),
             desc: Some(desc),
@@ -158,7 +162,7 @@ impl Histogram {
             // Upper-inclusive buckets: the first bound >= v; past the last bound is `+Inf`.
             let bucket = desc.bounds.partition_point(|&b| b < v);
             let base = self.base as usize;
-            cells.add2(base + bucket, 1, base + desc.bounds.len() + 1, v);
+            cells.observe(base + bucket, base + desc.bounds.len() + 1, v);
         }
     }
 
@@ -180,14 +184,18 @@ impl Histogram {
     }
 
     /// `(count, sum in storage units)`; zeros for a no-op handle.
-    pub fn count_and_sum(self) -> (u64, u64) {
+    pub fn count_and_sum(self) -> (u64, u128) {
         let (Some(cells), Some(desc)) = (self.cells, self.desc) else {
             return (0, 0);
         };
-        let mut values = vec![0u64; desc.bounds.len() + 2];
-        cells.sum_into(self.base as usize, &mut values);
-        let sum = values.pop().unwrap_or(0);
-        (values.iter().sum(), sum)
+        let buckets = desc.bounds.len() + 1;
+        let mut values = vec![0u64; buckets + 2];
+        cells.sum_histogram_into(self.base as usize, &mut values);
+        let sum = u128::from(values[buckets]) | (u128::from(values[buckets + 1]) << 64);
+        let count = values[..buckets]
+            .iter()
+            .fold(0u64, |a, b| a.saturating_add(*b));
+        (count, sum)
     }
 }
 

@@ -89,7 +89,7 @@ pub static SCHEMA: Schema = Schema {
     const_labels: &["node_id", "node_address"],
     domains: &DOMAINS,
     families: &FAMILIES,
-    shard_cells: 20,
+    shard_cells: 22,
     gauge_cells: 0,
     series_slots: 12,
 };
@@ -124,7 +124,7 @@ static FAMILIES: [FamilyDesc; 2] = [
         strides: &[1],
         series: 2,
         cell_base: 10,
-        cells_per_series: 5,
+        cells_per_series: 6,
         series_base: 10,
         closed_labels: &LABELS_1,
     },
