@@ -2,6 +2,7 @@
 //! the concurrency cap; and the metrics server with its serve/shutdown tasks (SPEC 3.18).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,8 +23,11 @@ use super::self_metrics::{HandlerStats, Outcome, ScrapePermit};
 use super::server::{self, Handler, Server, ServerConfig};
 use super::{gzip, negotiate, EncodeError, Exposition, NameFilter, ServeError};
 
-/// Idle encode buffers (and gzip compressors) kept between scrapes. Prometheus scrapes one
-/// target from one or two servers; more concurrent scrapes than this simply allocate.
+/// Idle encode buffers (and gzip compressors) kept between scrapes when the concurrency cap
+/// is off (0). With a cap, the pools keep enough for `cap` scrapes at once (two buffers each,
+/// for the plain and the gzipped body), so even a server scraped at its cap allocates nothing
+/// in steady state: freeing and regrowing megabyte buffers scrape after scrape fragments the
+/// allocator's heaps until resident memory is many times the live data.
 const POOLED: usize = 4;
 
 /// Knobs of the metrics server.
@@ -123,11 +127,21 @@ pub fn new_metrics_server_with(
         exposition,
         enable_openmetrics: config.enable_openmetrics,
         stats: HandlerStats::new(config.max_concurrent_scrapes),
-        buffers: Arc::new(Pool::new(POOLED)),
-        compressors: Arc::new(Pool::new(POOLED)),
+        buffers: Arc::new(Pool::new(2 * pooled(config.max_concurrent_scrapes))),
+        compressors: Arc::new(Pool::new(pooled(config.max_concurrent_scrapes))),
+        size_hint: Arc::new(AtomicUsize::new(0)),
     };
     let inner = Server::new("metrics", handler, token, config.server)?;
     Ok(Some(MetricsServer { inner }))
+}
+
+/// How many scrapes' worth of buffers to keep idle for a concurrency cap (0 = no cap).
+fn pooled(cap: usize) -> usize {
+    if cap == 0 {
+        POOLED
+    } else {
+        cap
+    }
 }
 
 /// A task serving `server` on `listener` until the server is shut down (SPEC 3.18).
@@ -167,6 +181,9 @@ pub(crate) struct MetricsHandler {
     stats: Arc<HandlerStats>,
     buffers: Arc<Pool<Vec<u8>>>,
     compressors: Arc<Pool<Compress>>,
+    /// Size of the last exposition, so a fresh buffer is allocated once at about the right
+    /// size instead of doubling its way there.
+    size_hint: Arc<AtomicUsize>,
 }
 
 impl Handler for MetricsHandler {
@@ -214,6 +231,7 @@ impl Handler for MetricsHandler {
             stats: Arc::clone(&self.stats),
             buffers: Arc::clone(&self.buffers),
             compressors: Arc::clone(&self.compressors),
+            size_hint: Arc::clone(&self.size_hint),
             permit,
         };
         drop(req);
@@ -258,6 +276,7 @@ struct Scrape {
     stats: Arc<HandlerStats>,
     buffers: Arc<Pool<Vec<u8>>>,
     compressors: Arc<Pool<Compress>>,
+    size_hint: Arc<AtomicUsize>,
     /// Travels with the work, so the slot stays taken until the buffer is freed even if the
     /// client hangs up mid-encode.
     permit: ScrapePermit,
@@ -272,10 +291,14 @@ impl Scrape {
     fn encode(&self) -> Result<PooledVec, EncodeError> {
         // On any error the buffer goes back to the pool cleared: no partial body escapes.
         let mut body = PooledVec::take(&self.buffers);
+        // A little headroom, as series come and go between scrapes.
+        let hint = self.size_hint.load(Ordering::Relaxed);
+        body.reserve(hint + hint / 8);
         self.exposition
             .encode(self.format, &self.filter, &mut body)?;
         self.stats.encode(self.format, &self.filter, &mut body);
         encode::finish(self.format, &mut body);
+        self.size_hint.store(body.len(), Ordering::Relaxed);
         if !self.gzip {
             return Ok(body);
         }
@@ -348,6 +371,7 @@ mod tests {
             stats,
             buffers: Arc::clone(&buffers),
             compressors: Arc::new(Pool::new(POOLED)),
+            size_hint: Arc::new(AtomicUsize::new(0)),
             permit,
         };
         (buffers, scrape)
