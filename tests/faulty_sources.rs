@@ -19,11 +19,12 @@ use elastickv_metrics::encode::Format;
 use elastickv_metrics::Registry;
 use tokio_util::sync::CancellationToken;
 
-/// Every test here uses a short deadline; it is process-wide, so set it once.
+/// Every test here uses a deadline shorter than the default (it is process-wide, so set it
+/// once), still long enough that a panicking read on a loaded machine is seen as a panic.
 fn short_deadline() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        elastickv_metrics::elastickv::set_source_read_timeout(Duration::from_millis(300))
+        elastickv_metrics::elastickv::set_source_read_timeout(Duration::from_millis(1500))
     });
 }
 

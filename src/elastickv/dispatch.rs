@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::delta::{delta_since, forget_excess_keys};
-use super::poll::{self, SourceReader};
+use super::poll::{self, PollSources, SourceReader};
 use crate::manifest::domain::MonitoringCollector;
 use crate::manifest::domain::{GRPC_CODE, RAFT_GROUP};
 use crate::manifest::family;
@@ -159,15 +159,7 @@ impl DispatchCollector {
         sources: Vec<DispatchSource>,
         interval: Duration,
     ) {
-        let Some(inner) = self.inner.clone() else {
-            return;
-        };
-        if sources.is_empty() {
-            return;
-        }
-        poll::start(cancel, interval, poll::DEFAULT_INTERVAL, move || {
-            inner.poll(&sources)
-        });
+        poll::start_collector(&self.inner, cancel, sources, interval);
     }
 }
 
@@ -179,7 +171,7 @@ impl fmt::Debug for DispatchCollector {
     }
 }
 
-impl Inner {
+impl PollSources<DispatchSource> for Inner {
     fn poll(&self, sources: &[DispatchSource]) {
         let mut baselines = self.baselines.lock().unwrap_or_else(|e| e.into_inner());
         for binding in sources {
@@ -200,7 +192,9 @@ impl Inner {
             self.record(binding.group_id, baseline, reading);
         }
     }
+}
 
+impl Inner {
     fn record(&self, group_id: u64, baseline: &mut Baseline, reading: Reading) {
         let store = self.store;
         // Resolved lazily so a group whose counters are all zero takes no label slot.

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::delta::delta_since;
 use super::poll;
-use super::poll::SourceReader;
+use super::poll::{PollSources, SourceReader};
 use crate::manifest::domain::MonitoringCollector;
 use crate::manifest::domain::{FsmMode, RAFT_GROUP};
 use crate::manifest::family;
@@ -168,15 +168,7 @@ impl PebbleCollector {
     /// Does nothing at all, not even the first poll, on the `Default` collector or with an
     /// empty source list.
     pub fn start(&self, cancel: CancellationToken, sources: Vec<PebbleSource>, interval: Duration) {
-        let Some(inner) = self.inner.clone() else {
-            return;
-        };
-        if sources.is_empty() {
-            return;
-        }
-        poll::start(cancel, interval, poll::DEFAULT_INTERVAL, move || {
-            inner.poll(&sources)
-        });
+        poll::start_collector(&self.inner, cancel, sources, interval);
     }
 }
 
@@ -200,7 +192,7 @@ fn saturating_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-impl Inner {
+impl PollSources<PebbleSource> for Inner {
     fn poll(&self, sources: &[PebbleSource]) {
         let store = self.store;
         let mut baselines = self.baselines.lock().unwrap_or_else(|e| e.into_inner());

@@ -75,6 +75,34 @@ where
     }
 }
 
+/// A collector's state that can poll a list of source bindings.
+pub(crate) trait PollSources<S>: Send + Sync + 'static {
+    /// One poll over every binding.
+    fn poll(&self, sources: &[S]);
+}
+
+/// The `start` every source-list collector shares: nothing at all (not even the first poll)
+/// for a no-op collector or an empty source list; otherwise [`start`] at the 5 s default.
+pub(crate) fn start_collector<S, P>(
+    inner: &Option<Arc<P>>,
+    cancel: CancellationToken,
+    sources: Vec<S>,
+    interval: Duration,
+) where
+    S: Send + Sync + 'static,
+    P: PollSources<S>,
+{
+    let Some(inner) = inner.clone() else {
+        return;
+    };
+    if sources.is_empty() {
+        return;
+    }
+    start(cancel, interval, DEFAULT_INTERVAL, move || {
+        inner.poll(&sources)
+    });
+}
+
 /// Runs one poll, turning a panic (a faulty source) into a log line.
 pub(crate) fn run_guarded(what: &str, poll: &(dyn Fn() + Send + Sync)) {
     if let Err(panic) = catch_unwind(AssertUnwindSafe(poll)) {

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::delta::{delta_since, forget_excess_keys};
 use super::poll;
-use super::poll::SourceReader;
+use super::poll::{PollSources, SourceReader};
 use crate::manifest::domain::MonitoringCollector;
 use crate::manifest::domain::{RAFT_GROUP, WRITE_CONFLICT_KEY};
 use crate::manifest::family;
@@ -131,15 +131,7 @@ impl WriteConflictCollector {
         sources: Vec<WriteConflictBinding>,
         interval: Duration,
     ) {
-        let Some(inner) = self.inner.clone() else {
-            return;
-        };
-        if sources.is_empty() {
-            return;
-        }
-        poll::start(cancel, interval, poll::DEFAULT_INTERVAL, move || {
-            inner.poll(&sources)
-        });
+        poll::start_collector(&self.inner, cancel, sources, interval);
     }
 }
 
@@ -151,7 +143,7 @@ impl fmt::Debug for WriteConflictCollector {
     }
 }
 
-impl Inner {
+impl PollSources<WriteConflictBinding> for Inner {
     fn poll(&self, sources: &[WriteConflictBinding]) {
         let store = self.store;
         let mut baselines = self.baselines.lock().unwrap_or_else(|e| e.into_inner());
