@@ -67,31 +67,40 @@ pub(crate) fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)>
     query
         .split('&')
         .filter(|pair| !pair.is_empty())
-        .filter_map(|pair| {
+        .map(|pair| {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            Some((form_decode(key)?, form_decode(value)?))
+            (form_decode(key), form_decode(value))
         })
 }
 
-/// `application/x-www-form-urlencoded` decoding; `None` on a bad escape or non-UTF-8 result.
-fn form_decode(s: &str) -> Option<String> {
+/// `application/x-www-form-urlencoded` decoding that never drops a pair: a bad escape stays
+/// literal and bytes that are not UTF-8 become U+FFFD. Dropping the pair instead would make
+/// `seconds=%ff` look like an absent `seconds` (a 30 s profile) rather than an invalid one.
+fn form_decode(s: &str) -> String {
     if !s.contains(['%', '+']) {
-        return Some(s.to_string());
+        return s.to_string();
     }
+    let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(s.len());
-    let mut bytes = s.bytes();
-    while let Some(b) = bytes.next() {
-        match b {
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                let hi = hex_value(bytes.next()?)?;
-                let lo = hex_value(bytes.next()?)?;
-                out.push(hi << 4 | lo);
+                let hex = (bytes.get(i + 1).copied().and_then(hex_value))
+                    .zip(bytes.get(i + 2).copied().and_then(hex_value));
+                if let Some((hi, lo)) = hex {
+                    out.push(hi << 4 | lo);
+                    i += 2;
+                } else {
+                    out.push(b'%');
+                }
             }
-            _ => out.push(b),
+            b => out.push(b),
         }
+        i += 1;
     }
-    String::from_utf8(out).ok()
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn hex_value(b: u8) -> Option<u8> {
@@ -130,14 +139,20 @@ mod tests {
     }
 
     #[test]
-    fn malformed_pairs_are_skipped() {
-        let f = NameFilter::from_query(Some("name[]=%zz&name[]=%ff&name[]=ok&name[]=%4"));
-        assert_eq!(f, NameFilter::from_names(["ok"]));
+    fn malformed_escapes_are_kept_not_dropped() {
+        // Undecodable names are kept (literally, or with U+FFFD): they match no family, and a
+        // malformed pprof `seconds` is seen as present and invalid, not as absent.
+        assert_eq!(form_decode("%zz"), "%zz");
+        assert_eq!(form_decode("%4"), "%4");
+        assert_eq!(form_decode("%ff"), "\u{FFFD}");
+        let f = NameFilter::from_query(Some("name[]=%zz&name[]=ok"));
+        assert!(f.allows("ok"));
+        assert!(!f.allows("other"));
     }
 
     #[test]
     fn plus_decodes_to_space_and_duplicates_collapse() {
-        assert_eq!(form_decode("a+b%20c").as_deref(), Some("a b c"));
+        assert_eq!(form_decode("a+b%20c"), "a b c");
         assert_eq!(
             NameFilter::from_names(["b", "a", "b"]),
             NameFilter::from_names(["a", "b"])
