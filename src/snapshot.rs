@@ -47,6 +47,9 @@ impl Snapshot {
         self.families
             .resize_with(schema.families.len(), Default::default);
         let presence = store.presence_words();
+        // The shard slabs are listed once: each series then sums over the slabs that exist
+        // instead of probing every shard slot.
+        let slabs = store.shards().live();
         for (family, snap) in schema.families.iter().zip(self.families.iter_mut()) {
             snap.series.clear();
             snap.values.clear();
@@ -82,18 +85,17 @@ impl Snapshot {
                         snap.values.push(cell.load(Ordering::Relaxed));
                     }
                 }
-                FamilyKind::Counter | FamilyKind::Histogram(_) => {
-                    let histogram = matches!(family.kind, FamilyKind::Histogram(_));
-                    for &s in &snap.series {
-                        let at = snap.values.len();
-                        snap.values.resize(at + per, 0);
+                FamilyKind::Counter => {
+                    debug_assert_eq!(per, 1);
+                    let base = family.cell_base as usize;
+                    snap.values
+                        .extend(snap.series.iter().map(|&s| slabs.sum(base + s as usize)));
+                }
+                FamilyKind::Histogram(_) => {
+                    snap.values.resize(snap.series.len() * per, 0);
+                    for (&s, out) in snap.series.iter().zip(snap.values.chunks_exact_mut(per)) {
                         let first_cell = (family.cell_base + s * family.cells_per_series) as usize;
-                        let out = &mut snap.values[at..];
-                        if histogram {
-                            store.shards().sum_histogram_into(first_cell, out);
-                        } else {
-                            store.shards().sum_into(first_cell, out);
-                        }
+                        slabs.sum_histogram_into(first_cell, out);
                     }
                 }
             }

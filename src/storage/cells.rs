@@ -2,10 +2,11 @@
 //! presence bits).
 
 use std::alloc::{alloc_zeroed, dealloc, handle_alloc_error, Layout};
+use std::marker::PhantomData;
 use std::ptr;
 use std::sync::atomic::{fence, AtomicPtr, AtomicU64, Ordering};
 
-use super::shard::{self, SHARD_SLOTS};
+use super::shard::{self, EXCLUSIVE_SHARDS, SHARD_SLOTS, TABLE_SLOTS, UNASSIGNED};
 
 /// A zeroed, fixed-length array of atomics.
 ///
@@ -67,9 +68,19 @@ fn free_cells(p: *mut AtomicU64, len: usize) {
 ///
 /// A shard's slab is allocated the first time a thread writing to that shard touches this
 /// table, so a table costs memory only for the shards actually used.
+///
+/// Performance tip: the hot path ([`add`](Self::add), [`observe`](Self::observe)) is one
+/// thread-local load, one slab-pointer load and one predicted branch before the write. The
+/// directory it reads only ever holds exclusive slabs: a thread without a shard, or on the
+/// shared shard, finds null there and takes the out-of-line path, so the fast path needs no
+/// branch on which kind of shard it writes.
 pub struct ShardedCells {
     len: usize,
-    slabs: [AtomicPtr<AtomicU64>; SHARD_SLOTS],
+    /// Slab of each exclusive shard, indexed by shard. Entries from [`shard::SHARED`] on stay null:
+    /// the shared shard's slab is `shared`, and [`UNASSIGNED`] has none.
+    slabs: [AtomicPtr<AtomicU64>; TABLE_SLOTS],
+    /// Slab of the shared shard (threads beyond the exclusive shards, `fetch_add`).
+    shared: AtomicPtr<AtomicU64>,
 }
 
 impl ShardedCells {
@@ -78,6 +89,7 @@ impl ShardedCells {
         ShardedCells {
             len,
             slabs: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
+            shared: AtomicPtr::new(ptr::null_mut()),
         }
     }
 
@@ -91,26 +103,41 @@ impl ShardedCells {
         self.len == 0
     }
 
-    #[inline]
-    fn slab(&self, shard: usize) -> *mut AtomicU64 {
-        // Acquire pairs with the release in `allocate`, so the zeroed memory is visible.
-        let p = self.slabs[shard].load(Ordering::Acquire);
-        if p.is_null() {
-            self.allocate(shard)
-        } else {
-            p
-        }
+    /// Every slab slot: the exclusive shards', then the shared shard's.
+    fn slab_slots(&self) -> impl Iterator<Item = &AtomicPtr<AtomicU64>> {
+        self.slabs[..EXCLUSIVE_SHARDS]
+            .iter()
+            .chain(std::iter::once(&self.shared))
     }
 
-    #[cold]
-    fn allocate(&self, shard: usize) -> *mut AtomicU64 {
+    /// The calling thread's exclusive slab, if it has a shard of its own and its slab exists.
+    #[inline(always)]
+    fn fast(&self) -> Option<*mut AtomicU64> {
+        let shard = shard::current_or_unassigned();
+        // The mask keeps the index in bounds without a check (the shard is always below
+        // `TABLE_SLOTS` anyway). Acquire pairs with the release in `allocate`, so the zeroed
+        // memory is visible; on x86 it is a plain load.
+        let p = self.slabs[shard & (TABLE_SLOTS - 1)].load(Ordering::Acquire);
+        (!p.is_null()).then_some(p)
+    }
+
+    /// The calling thread's shard and its slab: assigns the shard on the thread's first
+    /// write, allocates the slab on the shard's first write to this table.
+    fn slow(&self) -> (usize, *mut AtomicU64) {
+        let shard = shard::current();
+        debug_assert!(shard < UNASSIGNED);
+        let slot = if shard::is_exclusive(shard) {
+            &self.slabs[shard]
+        } else {
+            &self.shared
+        };
+        let p = slot.load(Ordering::Acquire);
+        (shard, if p.is_null() { self.allocate(slot) } else { p })
+    }
+
+    fn allocate(&self, slot: &AtomicPtr<AtomicU64>) -> *mut AtomicU64 {
         let fresh = alloc_cells(self.len);
-        match self.slabs[shard].compare_exchange(
-            ptr::null_mut(),
-            fresh,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
+        match slot.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => fresh,
             Err(winner) => {
                 // Only the shared shard has several writers that can race here.
@@ -120,24 +147,35 @@ impl ShardedCells {
         }
     }
 
-    #[inline]
-    fn add_in(slab: *mut AtomicU64, shard: usize, cell: usize, n: u64) {
+    /// Adds `n` to a cell of the calling thread's exclusive slab.
+    #[inline(always)]
+    fn add_exclusive(slab: *mut AtomicU64, cell: usize, n: u64) {
         // SAFETY: callers pass `cell < len` (handles are built from the schema's layout).
         let c = unsafe { &*slab.add(cell) };
-        if shard::is_exclusive(shard) {
-            // This thread is the only writer of this shard, so a relaxed load and store
-            // cannot lose an update; readers see either the old or the new value. Saturating:
-            // a counter must never wrap back to a small value (a mirrored source can jump).
-            c.store(
-                c.load(Ordering::Relaxed).saturating_add(n),
-                Ordering::Relaxed,
-            );
+        // This thread is the only writer of this shard, so a relaxed load and store cannot
+        // lose an update; readers see either the old or the new value. Saturating: a counter
+        // must never wrap back to a small value (a mirrored source can jump).
+        //
+        // Performance tip: the bound is checked on a load of its own and the add is a
+        // separate load + add + store of the same cell, which x86 emits as one `add` to
+        // memory. The check only feeds a predicted branch, so back-to-back increments of one
+        // cell chain through that single instruction; folding the check into the stored
+        // value (`saturating_add`, a `cmov`) made that chain longer.
+        if c.load(Ordering::Relaxed) <= u64::MAX - n {
+            c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
         } else {
-            let old = c.fetch_add(n, Ordering::Relaxed);
-            if old.checked_add(n).is_none() {
-                // Wrapped: pin at the top. Racing writers can only push it back up here.
-                c.store(u64::MAX, Ordering::Relaxed);
-            }
+            c.store(u64::MAX, Ordering::Relaxed);
+        }
+    }
+
+    /// Adds `n` to a cell of the shared slab, which several threads write.
+    fn add_shared(slab: *mut AtomicU64, cell: usize, n: u64) {
+        // SAFETY: callers pass `cell < len`.
+        let c = unsafe { &*slab.add(cell) };
+        let old = c.fetch_add(n, Ordering::Relaxed);
+        if old.checked_add(n).is_none() {
+            // Wrapped: pin at the top. Racing writers can only push it back up here.
+            c.store(u64::MAX, Ordering::Relaxed);
         }
     }
 
@@ -145,8 +183,19 @@ impl ShardedCells {
     #[inline]
     pub fn add(&self, cell: usize, n: u64) {
         debug_assert!(cell < self.len);
-        let shard = shard::current();
-        Self::add_in(self.slab(shard), shard, cell, n);
+        match self.fast() {
+            Some(slab) => Self::add_exclusive(slab, cell, n),
+            None => self.add_slow(cell, n),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn add_slow(&self, cell: usize, n: u64) {
+        match self.slow() {
+            (shard, slab) if shard::is_exclusive(shard) => Self::add_exclusive(slab, cell, n),
+            (_, slab) => Self::add_shared(slab, cell, n),
+        }
     }
 
     /// Records one histogram observation: adds 1 to `bucket` and `v` to the 128-bit sum whose
@@ -154,12 +203,29 @@ impl ShardedCells {
     #[inline]
     pub fn observe(&self, bucket: usize, sum: usize, v: u64) {
         debug_assert!(bucket < self.len && sum + 1 < self.len);
-        let shard = shard::current();
-        let slab = self.slab(shard);
-        Self::add_in(slab, shard, bucket, 1);
+        match self.fast() {
+            Some(slab) => Self::observe_in(slab, true, bucket, sum, v),
+            None => self.observe_slow(bucket, sum, v),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn observe_slow(&self, bucket: usize, sum: usize, v: u64) {
+        let (shard, slab) = self.slow();
+        Self::observe_in(slab, shard::is_exclusive(shard), bucket, sum, v);
+    }
+
+    #[inline(always)]
+    fn observe_in(slab: *mut AtomicU64, exclusive: bool, bucket: usize, sum: usize, v: u64) {
+        if exclusive {
+            Self::add_exclusive(slab, bucket, 1);
+        } else {
+            Self::add_shared(slab, bucket, 1);
+        }
         // SAFETY: `sum + 1 < len` (the schema lays out two sum cells per histogram series).
         let (lo, hi) = unsafe { (&*slab.add(sum), &*slab.add(sum + 1)) };
-        Self::add_sum(lo, hi, shard::is_exclusive(shard), v);
+        Self::add_sum(lo, hi, exclusive, v);
     }
 
     /// Adds `v` to a 128-bit sum kept as a low word and a carry word.
@@ -245,7 +311,7 @@ impl ShardedCells {
         let buckets = out.len() - 2;
         debug_assert!(first + out.len() <= self.len);
         let mut sum: u128 = 0;
-        for slab in &self.slabs {
+        for slab in self.slab_slots() {
             let p = slab.load(Ordering::Acquire);
             if p.is_null() {
                 continue;
@@ -265,7 +331,7 @@ impl ShardedCells {
     /// every shard to `out`, element-wise.
     pub fn sum_into(&self, first: usize, out: &mut [u64]) {
         debug_assert!(first + out.len() <= self.len);
-        for slab in &self.slabs {
+        for slab in self.slab_slots() {
             let p = slab.load(Ordering::Acquire);
             if p.is_null() {
                 continue;
@@ -284,11 +350,98 @@ impl ShardedCells {
         self.sum_into(cell, &mut v);
         v[0]
     }
+
+    /// The slabs allocated so far, to sum many cells without visiting every shard slot for
+    /// each of them (a snapshot sums thousands of series; most slots are empty).
+    ///
+    /// A slab allocated after this call is missing from the list; it can only hold writes
+    /// that started after this call, which a scrape that began earlier need not see.
+    pub fn live(&self) -> LiveSlabs<'_> {
+        let mut live = LiveSlabs {
+            len: self.len,
+            count: 0,
+            slabs: [ptr::null(); SHARD_SLOTS],
+            _cells: PhantomData,
+        };
+        for slab in self.slab_slots() {
+            // Acquire pairs with the release in `allocate`, so the zeroed memory is visible.
+            let p = slab.load(Ordering::Acquire);
+            if !p.is_null() {
+                live.slabs[live.count] = p;
+                live.count += 1;
+            }
+        }
+        live
+    }
+}
+
+/// The allocated slabs of a [`ShardedCells`] at one moment (see [`ShardedCells::live`]).
+pub struct LiveSlabs<'a> {
+    len: usize,
+    count: usize,
+    slabs: [*const AtomicU64; SHARD_SLOTS],
+    _cells: PhantomData<&'a ShardedCells>,
+}
+
+impl LiveSlabs<'_> {
+    /// Number of allocated slabs.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The cells `first..first + n` of every live slab.
+    #[inline]
+    fn runs(&self, first: usize, n: usize) -> impl Iterator<Item = &[AtomicU64]> + '_ {
+        assert!(
+            first <= self.len && n <= self.len - first,
+            "cell run out of range"
+        );
+        self.slabs[..self.count].iter().map(move |&p| {
+            // SAFETY: a live slab holds `len` cells for as long as its table (which `'a`
+            // borrows) exists, and `first + n <= len` was checked above.
+            unsafe { std::slice::from_raw_parts(p.add(first), n) }
+        })
+    }
+
+    /// The value of one cell summed over the slabs (saturating, as counters are).
+    #[inline]
+    pub fn sum(&self, cell: usize) -> u64 {
+        self.runs(cell, 1).fold(0u64, |v, run| {
+            v.saturating_add(run[0].load(Ordering::Relaxed))
+        })
+    }
+
+    /// Writes the run of cells starting at `first`, summed over the slabs, to `out`
+    /// (overwriting it).
+    pub fn sum_into(&self, first: usize, out: &mut [u64]) {
+        out.fill(0);
+        for run in self.runs(first, out.len()) {
+            for (o, c) in out.iter_mut().zip(run) {
+                *o = o.saturating_add(c.load(Ordering::Relaxed));
+            }
+        }
+    }
+
+    /// [`ShardedCells::sum_histogram_into`] over the live slabs: the bucket counts, then the
+    /// 128-bit sum as its low and high words (`out.len() == buckets + 2`), overwriting `out`.
+    pub fn sum_histogram_into(&self, first: usize, out: &mut [u64]) {
+        let buckets = out.len() - 2;
+        out.fill(0);
+        let mut sum: u128 = 0;
+        for run in self.runs(first, out.len()) {
+            for (o, c) in out[..buckets].iter_mut().zip(run) {
+                *o = o.saturating_add(c.load(Ordering::Relaxed));
+            }
+            sum = sum.saturating_add(ShardedCells::read_sum(&run[buckets], &run[buckets + 1]));
+        }
+        out[buckets] = sum as u64;
+        out[buckets + 1] = (sum >> 64) as u64;
+    }
 }
 
 impl Drop for ShardedCells {
     fn drop(&mut self) {
-        for slab in &self.slabs {
+        for slab in self.slab_slots() {
             let p = slab.load(Ordering::Acquire);
             if !p.is_null() {
                 free_cells(p, self.len);

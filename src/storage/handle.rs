@@ -135,11 +135,65 @@ impl FloatGauge {
 /// the caller's shard. `_count` is not stored: the snapshot derives it as the sum of the bucket
 /// cells, so `_count` equals the `+Inf` bucket in every scrape by construction, even while
 /// observations race the scrape.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 pub struct Histogram {
     cells: Option<&'static ShardedCells>,
-    desc: Option<&'static HistogramDesc>,
+    desc: &'static HistogramDesc,
     base: u32,
+}
+
+/// The layout of a no-op handle: no buckets (and no cells to write them to).
+static NOOP_DESC: HistogramDesc = HistogramDesc {
+    value: HistogramValue::Integer,
+    bounds: &[],
+    le_text: &[],
+    le_openmetrics: &[],
+};
+
+impl Default for Histogram {
+    fn default() -> Histogram {
+        Histogram {
+            cells: None,
+            desc: &NOOP_DESC,
+            base: 0,
+        }
+    }
+}
+
+/// The bucket of `v`: the number of `bounds` below it (bounds are upper-inclusive and
+/// ascending; `bounds.len()` is `+Inf`).
+///
+/// A 4-ary search in `ROUNDS` unrolled rounds, for up to `4^ROUNDS - 1` bounds: each round
+/// compares `v` with three bounds that split the remaining range in four. The comparisons of
+/// a round are independent of each other and no branch depends on `v` (observed values are
+/// unpredictable, and a mispredicted branch costs more than the whole search), so a 15-bound
+/// layout takes two rounds of three parallel loads where a binary search takes four dependent
+/// ones: about 2 ns less per observation here. Positions past the end read as `+Inf`.
+#[inline(always)]
+fn quaternary<const ROUNDS: u32>(bounds: &[u64], v: u64) -> usize {
+    let below = |i: usize| usize::from(bounds.get(i).is_some_and(|&b| b < v));
+    let mut base = 0;
+    let mut stride = 4usize.pow(ROUNDS - 1);
+    for _ in 0..ROUNDS {
+        // Invariant: the answer is in `base..base + 4 * stride`.
+        let steps =
+            below(base + stride - 1) + below(base + 2 * stride - 1) + below(base + 3 * stride - 1);
+        base += steps * stride;
+        stride /= 4;
+    }
+    base
+}
+
+/// The bucket of `v` in `bounds` (see [`quaternary`]); the branch on the number of bounds is
+/// the same for every observation of a series, so it is always predicted.
+#[inline(always)]
+fn bucket_of(bounds: &[u64], v: u64) -> usize {
+    match bounds.len() {
+        0..=3 => quaternary::<1>(bounds, v),
+        4..=15 => quaternary::<2>(bounds, v),
+        16..=63 => quaternary::<3>(bounds, v),
+        _ => bounds.partition_point(|&b| b < v),
+    }
 }
 
 impl Histogram {
@@ -150,7 +204,7 @@ impl Histogram {
     ) -> Histogram {
         Histogram {
             cells: Some(cells),
-            desc: Some(desc),
+            desc,
             base,
         }
     }
@@ -158,11 +212,12 @@ impl Histogram {
     /// Records one observation of `v` storage units (nanoseconds for duration histograms).
     #[inline]
     pub fn observe(self, v: u64) {
-        if let (Some(cells), Some(desc)) = (self.cells, self.desc) {
+        if let Some(cells) = self.cells {
             // Upper-inclusive buckets: the first bound >= v; past the last bound is `+Inf`.
-            let bucket = desc.bounds.partition_point(|&b| b < v);
+            let bounds = self.desc.bounds;
+            let bucket = bucket_of(bounds, v);
             let base = self.base as usize;
-            cells.observe(base + bucket, base + desc.bounds.len() + 1, v);
+            cells.observe(base + bucket, base + bounds.len() + 1, v);
         }
     }
 
@@ -180,15 +235,15 @@ impl Histogram {
 
     /// What the histogram observes, if it is not a no-op handle.
     pub fn value_kind(self) -> Option<HistogramValue> {
-        self.desc.map(|d| d.value)
+        self.cells.map(|_| self.desc.value)
     }
 
     /// `(count, sum in storage units)`; zeros for a no-op handle.
     pub fn count_and_sum(self) -> (u64, u128) {
-        let (Some(cells), Some(desc)) = (self.cells, self.desc) else {
+        let Some(cells) = self.cells else {
             return (0, 0);
         };
-        let buckets = desc.bounds.len() + 1;
+        let buckets = self.desc.bounds.len() + 1;
         let mut values = vec![0u64; buckets + 2];
         cells.sum_histogram_into(self.base as usize, &mut values);
         let sum = u128::from(values[buckets]) | (u128::from(values[buckets + 1]) << 64);
@@ -205,5 +260,37 @@ impl fmt::Debug for Histogram {
             .field("base", &self.base)
             .field("noop", &self.cells.is_none())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_search_equals_binary_search_for_every_length() {
+        for len in 0..=80usize {
+            // Distinct ascending bounds with uneven gaps, starting at 0 as integer layouts do.
+            let bounds: Vec<u64> = (0..len as u64).map(|i| i * i * 3 + i).collect();
+            let mut values = vec![0, 1, u64::MAX];
+            for &b in &bounds {
+                values.extend([b.saturating_sub(1), b, b + 1]);
+            }
+            for v in values {
+                assert_eq!(
+                    bucket_of(&bounds, v),
+                    bounds.partition_point(|&b| b < v),
+                    "len {len}, value {v}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn noop_histogram_records_nothing_and_reports_no_kind() {
+        let h = Histogram::default();
+        h.observe(5);
+        assert_eq!(h.count_and_sum(), (0, 0));
+        assert_eq!(h.value_kind(), None);
     }
 }

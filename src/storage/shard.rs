@@ -9,6 +9,11 @@
 //!
 //! When more than [`EXCLUSIVE_SHARDS`] threads are alive, the extra threads share the last
 //! shard, [`SHARED`], and update it with `fetch_add`: slower, still exact.
+//!
+//! Performance tip: the hot path reads the thread's index with [`current_or_unassigned`],
+//! one thread-local load with no branch; a thread that has no index yet reads [`UNASSIGNED`],
+//! a slot whose slab is never allocated, so the table's "slab missing" branch (taken once per
+//! thread and table anyway) also covers the first call of a thread.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -20,8 +25,12 @@ pub const EXCLUSIVE_SHARDS: usize = 64;
 pub const SHARED: usize = EXCLUSIVE_SHARDS;
 /// Number of shard slots a sharded table needs.
 pub const SHARD_SLOTS: usize = EXCLUSIVE_SHARDS + 1;
-
-const UNASSIGNED: u32 = u32::MAX;
+/// What [`current_or_unassigned`] returns before the thread has a shard: one past the last
+/// shard, a slot no table ever allocates.
+pub const UNASSIGNED: usize = SHARD_SLOTS;
+/// Slots of a table's slab directory: a power of two above [`UNASSIGNED`], so that an index
+/// masked with `TABLE_SLOTS - 1` is in bounds without a check.
+pub const TABLE_SLOTS: usize = (UNASSIGNED + 1).next_power_of_two();
 
 /// Indexes returned by exited threads, reused before fresh ones.
 static FREE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
@@ -30,8 +39,8 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 
 thread_local! {
     // No destructor, so it stays readable while other thread-locals are being destroyed.
-    static CURRENT: Cell<u32> = const { Cell::new(UNASSIGNED) };
-    static GUARD: Guard = const { Guard(Cell::new(UNASSIGNED)) };
+    static CURRENT: Cell<u32> = const { Cell::new(UNASSIGNED as u32) };
+    static GUARD: Guard = const { Guard(Cell::new(UNASSIGNED as u32)) };
 }
 
 /// Returns the calling thread's index to the pool when the thread exits.
@@ -40,7 +49,7 @@ struct Guard(Cell<u32>);
 impl Drop for Guard {
     fn drop(&mut self) {
         let index = self.0.get();
-        if index == UNASSIGNED {
+        if index == UNASSIGNED as u32 {
             return;
         }
         // Later writes from this thread (other thread-locals' destructors) must not touch
@@ -51,15 +60,21 @@ impl Drop for Guard {
     }
 }
 
-/// The shard the calling thread writes to: its own, or [`SHARED`].
+/// The shard the calling thread writes to: its own, or [`SHARED`]. Assigns one on the
+/// thread's first call.
 #[inline]
 pub fn current() -> usize {
-    let index = CURRENT.with(Cell::get);
-    if index != UNASSIGNED {
-        index as usize
-    } else {
-        assign()
+    match current_or_unassigned() {
+        UNASSIGNED => assign(),
+        index => index,
     }
+}
+
+/// The calling thread's shard, or [`UNASSIGNED`] if it has none yet (then [`current`]
+/// assigns one). Always below [`TABLE_SLOTS`].
+#[inline(always)]
+pub fn current_or_unassigned() -> usize {
+    CURRENT.with(Cell::get) as usize
 }
 
 #[cold]
