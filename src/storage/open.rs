@@ -6,6 +6,7 @@
 //! overflow slot. Memory is fixed by the manifest's `max`, whatever values arrive.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -56,7 +57,108 @@ pub struct OpenSet {
     overflow_key: Box<str>,
     removable: bool,
     view: ArcSwap<OpenView>,
+    /// Lock-free lookups for non-removable sets (their slots never change hands).
+    index: Option<Index>,
+    /// Every slot taken (non-removable sets only): unknown values go to overflow.
+    full: AtomicBool,
     state: Mutex<State>,
+}
+
+/// A lookup index for a non-removable set: open addressing over at least `2 × max` entries,
+/// each published once (under the admission lock) and never moved or freed while the set
+/// lives, so a lookup is plain acquire loads: no reference count to take and drop, no lock.
+struct Index {
+    hasher: ahash::RandomState,
+    mask: usize,
+    entries: Box<[AtomicPtr<Entry>]>,
+}
+
+struct Entry {
+    hash: u64,
+    slot: u32,
+    key: Box<str>,
+}
+
+/// Byte equality without a libc call: keys are short, and `bcmp` through the PLT cost more
+/// than the comparison itself.
+#[inline(always)]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8 bytes"));
+    if n >= 8 {
+        let mut at = 0;
+        while at + 8 < n {
+            if word(a, at) != word(b, at) {
+                return false;
+            }
+            at += 8;
+        }
+        word(a, n - 8) == word(b, n - 8)
+    } else {
+        a.iter().zip(b).all(|(x, y)| x == y)
+    }
+}
+
+impl Index {
+    fn new(max: u32) -> Index {
+        let len = (2 * max as usize).next_power_of_two().max(2);
+        Index {
+            hasher: ahash::RandomState::new(),
+            mask: len - 1,
+            entries: (0..len)
+                .map(|_| AtomicPtr::new(std::ptr::null_mut()))
+                .collect(),
+        }
+    }
+
+    #[inline]
+    fn get(&self, value: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(value);
+        let mut at = hash as usize & self.mask;
+        loop {
+            // Acquire pairs with the release in `insert`: the entry is fully written.
+            let p = self.entries[at].load(Ordering::Acquire);
+            if p.is_null() {
+                return None;
+            }
+            // SAFETY: published entries are never freed before the index (see `Drop`).
+            let e = unsafe { &*p };
+            if e.hash == hash && same(e.key.as_bytes(), value.as_bytes()) {
+                return Some(e.slot);
+            }
+            at = (at + 1) & self.mask;
+        }
+    }
+
+    /// Publishes `key → slot`; called under the admission lock, at most `max` times.
+    fn insert(&self, key: &str, slot: u32) {
+        let hash = self.hasher.hash_one(key);
+        let entry = Box::into_raw(Box::new(Entry {
+            hash,
+            slot,
+            key: key.into(),
+        }));
+        let mut at = hash as usize & self.mask;
+        while !self.entries[at].load(Ordering::Relaxed).is_null() {
+            at = (at + 1) & self.mask;
+        }
+        self.entries[at].store(entry, Ordering::Release);
+    }
+}
+
+impl Drop for Index {
+    fn drop(&mut self) {
+        for e in self.entries.iter() {
+            let p = e.load(Ordering::Relaxed);
+            if !p.is_null() {
+                // SAFETY: every entry came from `Box::into_raw` in `insert`, freed once here.
+                drop(unsafe { Box::from_raw(p) });
+            }
+        }
+    }
 }
 
 /// Appends the lookup key of a tuple: each part length-prefixed, so no two tuples share a key
@@ -91,6 +193,8 @@ impl OpenSet {
             max,
             overflow_key: tuple_key(overflow).into(),
             removable,
+            index: (!removable).then(|| Index::new(max)),
+            full: AtomicBool::new(false),
             view: ArcSwap::from_pointee(OpenView {
                 map: HashMap::default(),
                 fragments: vec![None; max as usize],
@@ -137,6 +241,14 @@ impl OpenSet {
     /// Lock-free when `value` is already admitted or the set is permanently full.
     #[inline]
     pub fn resolve(&self, value: &str) -> Slot {
+        if let Some(index) = &self.index {
+            if let Some(slot) = index.get(value) {
+                return Slot(slot);
+            }
+            if self.full.load(Ordering::Relaxed) {
+                return self.overflow();
+            }
+        }
         {
             let view = self.view.load();
             if let Some(&slot) = view.map.get(value) {
@@ -243,11 +355,18 @@ impl OpenSet {
         map.insert(key.clone(), slot);
         let mut fragments = current.fragments.clone();
         fragments[slot as usize] = Some(fragment.into());
+        self.view.store(Arc::new(OpenView { map, fragments }));
+        if let Some(index) = &self.index {
+            // After the view: a lookup that finds the slot here also finds its fragment.
+            index.insert(&key, slot);
+            if state.next == self.max {
+                self.full.store(true, Ordering::Relaxed);
+            }
+        }
         state.keys[slot as usize] = Some(key);
         if take_ref {
             state.refs[slot as usize] = 1;
         }
-        self.view.store(Arc::new(OpenView { map, fragments }));
         (Slot(slot), true)
     }
 }
