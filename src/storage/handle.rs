@@ -239,6 +239,12 @@ impl Histogram {
     }
 
     /// `(count, sum in storage units)`; zeros for a no-op handle.
+    ///
+    /// The count is derived from the buckets, so it always equals the `+Inf` bucket. The
+    /// sum is read after the buckets and each word pair is read consistently, but the two are
+    /// not one atomic snapshot: under concurrent observations the sum covers every counted
+    /// observation except at most one in flight per shard, and may already include
+    /// observations the count has not seen yet (the same skew a scrape can show).
     pub fn count_and_sum(self) -> (u64, u128) {
         let Some(cells) = self.cells else {
             return (0, 0);
