@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes every target in turn, one fuzzing process at a time, for SECONDS each (default 600),
-# then minimises each corpus into tests/fuzz_corpus/<target>/ (see RELIABILITY.md, "Fuzzing").
+# then minimises each corpus into tests/fuzz_corpus/<target>/, beside the seeds and any crash-*
+# inputs kept there (see RELIABILITY.md, "Fuzzing").
 #
 #   cargo install cargo-fuzz
 #   fuzz/run.sh [SECONDS] [TARGET...]
@@ -57,7 +58,8 @@ for target in "${targets[@]}"; do
   mkdir -p "$out"
   find "$out" -type f ! -name 'crash-*' -delete
   cp corpus/"$target"/* "$out"/
-  echo "$(find "$out" -type f | wc -l) files, $(du -sk "$out" | cut -f1) KiB in tests/fuzz_corpus/$target"
+  python3 seeds.py ../tests/fuzz_corpus >/dev/null
+  echo "$(find "$out" -type f | wc -l) files, $(du -sk --apparent-size "$out" | cut -f1) KiB in tests/fuzz_corpus/$target"
 done
 
 if [ ${#failed[@]} -ne 0 ]; then

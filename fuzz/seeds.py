@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""Writes the seed inputs of every fuzz target into fuzz/corpus/<target>/.
+"""Writes the seed inputs of every fuzz target into fuzz/corpus/<target>/ (or DIR/<target>/).
 
 The inputs use the encoding of fuzz/checks/input.rs: a byte string is one length byte below
 0xF0, or 0xFx plus one more byte for a 12-bit length, then the bytes; integers are
-little-endian. Run from anywhere: `python3 fuzz/seeds.py`.
+little-endian. Run from anywhere: `python3 fuzz/seeds.py [DIR]`. The seeds are also kept in
+tests/fuzz_corpus/, beside the minimised corpus: they pin down a few exact behaviours (a token
+right after `Bearer`, labels with surrounding whitespace) that coverage alone would not keep.
 """
 
 import pathlib
 import struct
+import sys
 
 FUZZ = pathlib.Path(__file__).resolve().parent
 CORPUS = FUZZ / "corpus"
@@ -79,6 +82,8 @@ def exposition_roundtrip():
     nasty = server('x"', "\\", 2) + b("weird\nsuffrage") + server("_other", "_other", 0)
     group2 = bytes([1]) + bytes([0]) + b("") + b("") + u64(0) + bytes([2]) + nasty
     yield head + bytes([1]) + group2 + bytes([0, 0, 0])
+    padded = b("  n1 ") + b("\t10.0.0.1:50051\n")
+    yield padded + bytes([1]) + bytes([1, 2]) + b(" lead ") + b(" ") + u64(1) + bytes([1]) + server(" a ", " b ", 0)
 
 
 def http_headers():
@@ -93,6 +98,8 @@ def http_headers():
     yield case(0, "", "", "   ", "")
     yield case(1, "*/*", "identity", "a\u00a0b", "Bearer ")
     yield case(1, "application/openmetrics-text; version=0.0.1", "", "tok", "Basic ")
+    yield case(1, "", "", "tok", "Bearer")  # no whitespace after the scheme
+    yield case(1, "", "", "tok", "\u00a0Bearer\u3000", "\u2029")
 
 
 def manifest():
@@ -102,6 +109,7 @@ def manifest():
 
 
 def main():
+    corpus = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else CORPUS
     for name, seeds in [
         ("redis_command", redis_command),
         ("label_admission", label_admission),
@@ -109,7 +117,7 @@ def main():
         ("http_headers", http_headers),
         ("manifest", manifest),
     ]:
-        out = CORPUS / name
+        out = corpus / name
         out.mkdir(parents=True, exist_ok=True)
         for i, seed in enumerate(seeds()):
             (out / f"seed-{i:02}").write_bytes(seed)

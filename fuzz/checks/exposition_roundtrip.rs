@@ -9,12 +9,12 @@
 //! as in Prometheus). The raft series must also be exactly the latest configuration: stale
 //! members and leaders are gone.
 //!
-//! Consecutive inputs share a registry (see `shared.rs`). Raft members and
-//! leaders, and depth queues, live in removable domains whose slots this target gives back
-//! (the next poll of a group replaces its members; queues are forgotten at the end of each
-//! input), so their values always get a slot and must round-trip exactly. Tables and commands
-//! live in one-way budgets that fill up during a run: a value is expected under its own name
-//! if it holds a slot, under `_other` if not.
+//! Consecutive inputs share a registry (see `shared.rs`). Raft members and leaders, and depth
+//! queues, live in removable domains whose slots this target gives back (the next poll of a
+//! group replaces its members; queues are forgotten at the end of each input), so their values
+//! always get a slot and must round-trip exactly. Tables and commands live in one-way budgets
+//! that fill up during a run: a value is expected under its own name if it holds a slot, under
+//! `_other` if not.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,14 +1,14 @@
 //! Fuzz target `label_admission`: DynamoDB table and SQS queue admission under hostile names.
 //!
 //! An input is a format byte (text or OpenMetrics, for the scrape at the end), then a sequence
-//! of operations: DynamoDB requests (arbitrary operation, status, error
-//! type, tables and per-table counts), SQS partition messages, queue-depth updates and
-//! forget-queue calls with arbitrary names, and bursts of generated names that push the
-//! budgets past their caps. After every operation the open sets are within their caps; after
-//! the batch the exposition of the capped families parses in that format and shows at most
-//! 512 real table labels, 512 real partition-counter queues and 512 real depth queues
-//! (`_other` aside), and every queue's depth gauges say what the batch last set (or are gone
-//! after a forget). A queue sent to `_other` must have found every depth slot taken.
+//! of operations: DynamoDB requests (arbitrary operation, status, error type, tables and
+//! per-table counts), SQS partition messages, queue-depth updates and forget-queue calls with
+//! arbitrary names, and bursts of generated names that push the budgets past their caps.
+//! After every operation the open sets are within their caps; after the batch the exposition
+//! of the capped families parses in that format and shows at most 512 real table labels, 512
+//! real partition-counter queues and 512 real depth queues (`_other` aside), and every
+//! queue's depth gauges say what the batch last set (or are gone after a forget). A queue
+//! sent to `_other` must have found every depth slot taken.
 //!
 //! Consecutive inputs share a registry (see `shared.rs`), so the caps fill up during a run
 //! and the overflow paths get most of the fuzzing.

@@ -5,9 +5,8 @@
 //! documentation, and then through `RedisObserver::observe`. After the batch the exposition is
 //! rendered in the chosen format (text or OpenMetrics: parsing is most of a run's cost, so each
 //! input pays for one) and parsed strictly, and the counters moved exactly as the model says:
-//! requests and errors
-//! per normalised command, and unsupported names (derived by a model of SPEC 3.2) under their
-//! own label or `other`, with at most 32 names ever admitted.
+//! requests and errors per normalised command, and unsupported names (derived by a model of
+//! SPEC 3.2) under their own label or `other`, with at most 32 names ever admitted.
 //!
 //! Consecutive inputs share a registry (see `shared.rs`); the checks compare the counters
 //! after the batch with those before it, so they hold whatever earlier inputs did.
