@@ -350,19 +350,53 @@ fn emit_enum(o: &mut String, d: &Domain, index: usize, values: &[String]) {
     }
     o.push_str("            }\n        }\n\n");
     o.push_str("        /// Position in the manifest (the series index contribution before the stride).\n        pub const fn index(self) -> u32 {\n            self as u32\n        }\n\n");
-    // Grouping the match by length first keeps the compare chain short: most candidates are
-    // rejected by one integer comparison.
+    // Grouping by length first rejects most candidates with one integer comparison. A label
+    // of at most 16 bytes is then packed into one or two words (`label_word` / `label_words`)
+    // and matched as an integer, which rustc lowers to a short search over constants: one
+    // comparison per candidate instead of a byte compare each, and no call to `memcmp`.
     let mut by_len: std::collections::BTreeMap<usize, Vec<(&String, &String)>> = Default::default();
     for (v, name) in values.iter().zip(&variants) {
         by_len.entry(v.len()).or_default().push((v, name));
     }
-    o.push_str("        /// The value with this exact (case-sensitive) label text.\n        #[allow(clippy::match_single_binding)]\n        pub fn from_label(s: &str) -> Option<Self> {\n            match s.len() {\n");
+    o.push_str("        /// The value with this exact (case-sensitive) label text.\n        #[allow(clippy::match_single_binding)]\n        #[inline]\n        pub fn from_label(s: &str) -> Option<Self> {\n            match s.len() {\n");
     for (len, group) in &by_len {
-        let _ = writeln!(o, "                {len} => match s {{");
-        for (v, name) in group {
-            let _ = writeln!(o, "                    {v:?} => Some(Self::{name}),");
+        match len {
+            0..=8 => {
+                let _ = writeln!(o, "                {len} => match crate::manifest::schema::label_word(s.as_bytes()) {{");
+                for (v, name) in group {
+                    let _ = writeln!(
+                        o,
+                        "                    {:#x} => Some(Self::{name}), // {v:?}",
+                        word_key(v)
+                    );
+                }
+            }
+            9..=16 => {
+                let _ = writeln!(o, "                {len} => match crate::manifest::schema::label_words(s.as_bytes()) {{");
+                for (v, name) in group {
+                    let _ = writeln!(
+                        o,
+                        "                    {:#x} => Some(Self::{name}), // {v:?}",
+                        word_key(v)
+                    );
+                }
+            }
+            _ => {
+                let _ = writeln!(o, "                {len} => match s {{");
+                for (v, name) in group {
+                    let _ = writeln!(o, "                    {v:?} => Some(Self::{name}),");
+                }
+            }
         }
         o.push_str("                    _ => None,\n                },\n");
     }
     o.push_str("                _ => None,\n            }\n        }\n    }\n");
+}
+
+/// The integer a label of at most 16 bytes packs into: its bytes little-endian, zero-padded,
+/// as `schema::label_word` / `schema::label_words` compute it at run time.
+fn word_key(v: &str) -> u128 {
+    let mut w = [0u8; 16];
+    w[..v.len()].copy_from_slice(v.as_bytes());
+    u128::from_le_bytes(w)
 }

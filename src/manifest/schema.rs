@@ -181,3 +181,31 @@ impl FamilyDesc {
         }
     }
 }
+
+/// A label value of at most 8 bytes packed into one word: its bytes little-endian, zero-padded.
+///
+/// Generated `from_label` functions match on this (or [`label_words`]) instead of comparing
+/// strings: a whole candidate is one integer comparison. Called only where the length is a
+/// known constant, so the copy compiles to a few fixed-size loads.
+///
+/// # Panics
+///
+/// If `bytes` is longer than 8.
+#[inline(always)]
+pub fn label_word(bytes: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w[..bytes.len()].copy_from_slice(bytes);
+    u64::from_le_bytes(w)
+}
+
+/// A label value of at most 16 bytes packed into two words, as [`label_word`] does for 8.
+///
+/// # Panics
+///
+/// If `bytes` is longer than 16.
+#[inline(always)]
+pub fn label_words(bytes: &[u8]) -> u128 {
+    let mut w = [0u8; 16];
+    w[..bytes.len()].copy_from_slice(bytes);
+    u128::from_le_bytes(w)
+}

@@ -44,14 +44,15 @@ pub mod domain {
 
         /// The value with this exact (case-sensitive) label text.
         #[allow(clippy::match_single_binding)]
+        #[inline]
         pub fn from_label(s: &str) -> Option<Self> {
             match s.len() {
-                5 => match s {
-                    "error" => Some(Self::Error),
+                5 => match crate::manifest::schema::label_word(s.as_bytes()) {
+                    0x726f727265 => Some(Self::Error), // "error"
                     _ => None,
                 },
-                7 => match s {
-                    "success" => Some(Self::Success),
+                7 => match crate::manifest::schema::label_word(s.as_bytes()) {
+                    0x73736563637573 => Some(Self::Success), // "success"
                     _ => None,
                 },
                 _ => None,

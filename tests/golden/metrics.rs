@@ -123,39 +123,40 @@ pub mod domain {
 
         /// The value with this exact (case-sensitive) label text.
         #[allow(clippy::match_single_binding)]
+        #[inline]
         pub fn from_label(s: &str) -> Option<Self> {
             match s.len() {
-                4 => match s {
-                    "Scan" => Some(Self::Scan),
+                4 => match crate::manifest::schema::label_word(s.as_bytes()) {
+                    0x6e616353 => Some(Self::Scan), // "Scan"
                     _ => None,
                 },
-                5 => match s {
-                    "Query" => Some(Self::Query),
+                5 => match crate::manifest::schema::label_word(s.as_bytes()) {
+                    0x7972657551 => Some(Self::Query), // "Query"
                     _ => None,
                 },
-                7 => match s {
-                    "GetItem" => Some(Self::GetItem),
-                    "PutItem" => Some(Self::PutItem),
-                    "unknown" => Some(Self::Unknown),
+                7 => match crate::manifest::schema::label_word(s.as_bytes()) {
+                    0x6d657449746547 => Some(Self::GetItem), // "GetItem"
+                    0x6d657449747550 => Some(Self::PutItem), // "PutItem"
+                    0x6e776f6e6b6e75 => Some(Self::Unknown), // "unknown"
                     _ => None,
                 },
-                10 => match s {
-                    "DeleteItem" => Some(Self::DeleteItem),
-                    "ListTables" => Some(Self::ListTables),
-                    "UpdateItem" => Some(Self::UpdateItem),
+                10 => match crate::manifest::schema::label_words(s.as_bytes()) {
+                    0x6d6574496574656c6544 => Some(Self::DeleteItem), // "DeleteItem"
+                    0x73656c6261547473694c => Some(Self::ListTables), // "ListTables"
+                    0x6d657449657461647055 => Some(Self::UpdateItem), // "UpdateItem"
                     _ => None,
                 },
-                11 => match s {
-                    "CreateTable" => Some(Self::CreateTable),
-                    "DeleteTable" => Some(Self::DeleteTable),
+                11 => match crate::manifest::schema::label_words(s.as_bytes()) {
+                    0x656c626154657461657243 => Some(Self::CreateTable), // "CreateTable"
+                    0x656c6261546574656c6544 => Some(Self::DeleteTable), // "DeleteTable"
                     _ => None,
                 },
-                13 => match s {
-                    "DescribeTable" => Some(Self::DescribeTable),
+                13 => match crate::manifest::schema::label_words(s.as_bytes()) {
+                    0x656c6261546562697263736544 => Some(Self::DescribeTable), // "DescribeTable"
                     _ => None,
                 },
-                14 => match s {
-                    "BatchWriteItem" => Some(Self::BatchWriteItem),
+                14 => match crate::manifest::schema::label_words(s.as_bytes()) {
+                    0x6d65744965746972576863746142 => Some(Self::BatchWriteItem), // "BatchWriteItem"
                     _ => None,
                 },
                 18 => match s {
@@ -206,18 +207,19 @@ pub mod domain {
 
         /// The value with this exact (case-sensitive) label text.
         #[allow(clippy::match_single_binding)]
+        #[inline]
         pub fn from_label(s: &str) -> Option<Self> {
             match s.len() {
-                7 => match s {
-                    "success" => Some(Self::Success),
+                7 => match crate::manifest::schema::label_word(s.as_bytes()) {
+                    0x73736563637573 => Some(Self::Success), // "success"
                     _ => None,
                 },
-                10 => match s {
-                    "user_error" => Some(Self::UserError),
+                10 => match crate::manifest::schema::label_words(s.as_bytes()) {
+                    0x726f7272655f72657375 => Some(Self::UserError), // "user_error"
                     _ => None,
                 },
-                12 => match s {
-                    "system_error" => Some(Self::SystemError),
+                12 => match crate::manifest::schema::label_words(s.as_bytes()) {
+                    0x726f7272655f6d6574737973 => Some(Self::SystemError), // "system_error"
                     _ => None,
                 },
                 24 => match s {
@@ -262,14 +264,15 @@ pub mod domain {
 
         /// The value with this exact (case-sensitive) label text.
         #[allow(clippy::match_single_binding)]
+        #[inline]
         pub fn from_label(s: &str) -> Option<Self> {
             match s.len() {
-                4 => match s {
-                    "sync" => Some(Self::Sync),
+                4 => match crate::manifest::schema::label_word(s.as_bytes()) {
+                    0x636e7973 => Some(Self::Sync), // "sync"
                     _ => None,
                 },
-                6 => match s {
-                    "nosync" => Some(Self::Nosync),
+                6 => match crate::manifest::schema::label_word(s.as_bytes()) {
+                    0x636e79736f6e => Some(Self::Nosync), // "nosync"
                     _ => None,
                 },
                 _ => None,
@@ -310,14 +313,15 @@ pub mod domain {
 
         /// The value with this exact (case-sensitive) label text.
         #[allow(clippy::match_single_binding)]
+        #[inline]
         pub fn from_label(s: &str) -> Option<Self> {
             match s.len() {
-                3 => match s {
-                    "hit" => Some(Self::Hit),
+                3 => match crate::manifest::schema::label_word(s.as_bytes()) {
+                    0x746968 => Some(Self::Hit), // "hit"
                     _ => None,
                 },
-                4 => match s {
-                    "miss" => Some(Self::Miss),
+                4 => match crate::manifest::schema::label_word(s.as_bytes()) {
+                    0x7373696d => Some(Self::Miss), // "miss"
                     _ => None,
                 },
                 _ => None,
@@ -379,22 +383,23 @@ pub mod domain {
 
         /// The value with this exact (case-sensitive) label text.
         #[allow(clippy::match_single_binding)]
+        #[inline]
         pub fn from_label(s: &str) -> Option<Self> {
             match s.len() {
-                3 => match s {
-                    "hit" => Some(Self::Hit),
+                3 => match crate::manifest::schema::label_word(s.as_bytes()) {
+                    0x746968 => Some(Self::Hit), // "hit"
                     _ => None,
                 },
-                11 => match s {
-                    "skip_loaded" => Some(Self::SkipLoaded),
+                11 => match crate::manifest::schema::label_words(s.as_bytes()) {
+                    0x646564616f6c5f70696b73 => Some(Self::SkipLoaded), // "skip_loaded"
                     _ => None,
                 },
-                14 => match s {
-                    "fallback_other" => Some(Self::FallbackOther),
+                14 => match crate::manifest::schema::label_words(s.as_bytes()) {
+                    0x726568746f5f6b6361626c6c6166 => Some(Self::FallbackOther), // "fallback_other"
                     _ => None,
                 },
-                16 => match s {
-                    "skip_cached_type" => Some(Self::SkipCachedType),
+                16 => match crate::manifest::schema::label_words(s.as_bytes()) {
+                    0x657079745f6465686361635f70696b73 => Some(Self::SkipCachedType), // "skip_cached_type"
                     _ => None,
                 },
                 18 => match s {
@@ -452,14 +457,15 @@ pub mod domain {
 
         /// The value with this exact (case-sensitive) label text.
         #[allow(clippy::match_single_binding)]
+        #[inline]
         pub fn from_label(s: &str) -> Option<Self> {
             match s.len() {
-                5 => match s {
-                    "error" => Some(Self::Error),
+                5 => match crate::manifest::schema::label_word(s.as_bytes()) {
+                    0x726f727265 => Some(Self::Error), // "error"
                     _ => None,
                 },
-                7 => match s {
-                    "success" => Some(Self::Success),
+                7 => match crate::manifest::schema::label_word(s.as_bytes()) {
+                    0x73736563637573 => Some(Self::Success), // "success"
                     _ => None,
                 },
                 _ => None,
@@ -509,26 +515,27 @@ pub mod domain {
 
         /// The value with this exact (case-sensitive) label text.
         #[allow(clippy::match_single_binding)]
+        #[inline]
         pub fn from_label(s: &str) -> Option<Self> {
             match s.len() {
-                4 => match s {
-                    "raft" => Some(Self::Raft),
+                4 => match crate::manifest::schema::label_word(s.as_bytes()) {
+                    0x74666172 => Some(Self::Raft), // "raft"
                     _ => None,
                 },
-                6 => match s {
-                    "pebble" => Some(Self::Pebble),
+                6 => match crate::manifest::schema::label_word(s.as_bytes()) {
+                    0x656c62626570 => Some(Self::Pebble), // "pebble"
                     _ => None,
                 },
-                8 => match s {
-                    "dispatch" => Some(Self::Dispatch),
+                8 => match crate::manifest::schema::label_word(s.as_bytes()) {
+                    0x6863746170736964 => Some(Self::Dispatch), // "dispatch"
                     _ => None,
                 },
-                9 => match s {
-                    "sqs_depth" => Some(Self::SqsDepth),
+                9 => match crate::manifest::schema::label_words(s.as_bytes()) {
+                    0x68747065645f737173 => Some(Self::SqsDepth), // "sqs_depth"
                     _ => None,
                 },
-                14 => match s {
-                    "write_conflict" => Some(Self::WriteConflict),
+                14 => match crate::manifest::schema::label_words(s.as_bytes()) {
+                    0x7463696c666e6f635f6574697277 => Some(Self::WriteConflict), // "write_conflict"
                     _ => None,
                 },
                 _ => None,
@@ -572,15 +579,16 @@ pub mod domain {
 
         /// The value with this exact (case-sensitive) label text.
         #[allow(clippy::match_single_binding)]
+        #[inline]
         pub fn from_label(s: &str) -> Option<Self> {
             match s.len() {
-                5 => match s {
-                    "panic" => Some(Self::Panic),
-                    "stuck" => Some(Self::Stuck),
+                5 => match crate::manifest::schema::label_word(s.as_bytes()) {
+                    0x63696e6170 => Some(Self::Panic), // "panic"
+                    0x6b63757473 => Some(Self::Stuck), // "stuck"
                     _ => None,
                 },
-                7 => match s {
-                    "timeout" => Some(Self::Timeout),
+                7 => match crate::manifest::schema::label_word(s.as_bytes()) {
+                    0x74756f656d6974 => Some(Self::Timeout), // "timeout"
                     _ => None,
                 },
                 _ => None,
@@ -630,23 +638,24 @@ pub mod domain {
 
         /// The value with this exact (case-sensitive) label text.
         #[allow(clippy::match_single_binding)]
+        #[inline]
         pub fn from_label(s: &str) -> Option<Self> {
             match s.len() {
-                6 => match s {
-                    "leader" => Some(Self::Leader),
+                6 => match crate::manifest::schema::label_word(s.as_bytes()) {
+                    0x72656461656c => Some(Self::Leader), // "leader"
                     _ => None,
                 },
-                7 => match s {
-                    "unknown" => Some(Self::Unknown),
+                7 => match crate::manifest::schema::label_word(s.as_bytes()) {
+                    0x6e776f6e6b6e75 => Some(Self::Unknown), // "unknown"
                     _ => None,
                 },
-                8 => match s {
-                    "follower" => Some(Self::Follower),
-                    "shutdown" => Some(Self::Shutdown),
+                8 => match crate::manifest::schema::label_word(s.as_bytes()) {
+                    0x7265776f6c6c6f66 => Some(Self::Follower), // "follower"
+                    0x6e776f6474756873 => Some(Self::Shutdown), // "shutdown"
                     _ => None,
                 },
-                9 => match s {
-                    "candidate" => Some(Self::Candidate),
+                9 => match crate::manifest::schema::label_words(s.as_bytes()) {
+                    0x6574616469646e6163 => Some(Self::Candidate), // "candidate"
                     _ => None,
                 },
                 _ => None,
@@ -930,119 +939,120 @@ pub mod domain {
 
         /// The value with this exact (case-sensitive) label text.
         #[allow(clippy::match_single_binding)]
+        #[inline]
         pub fn from_label(s: &str) -> Option<Self> {
             match s.len() {
-                3 => match s {
-                    "DEL" => Some(Self::Del),
-                    "GET" => Some(Self::Get),
-                    "SET" => Some(Self::Set),
-                    "TTL" => Some(Self::Ttl),
+                3 => match crate::manifest::schema::label_word(s.as_bytes()) {
+                    0x4c4544 => Some(Self::Del), // "DEL"
+                    0x544547 => Some(Self::Get), // "GET"
+                    0x544553 => Some(Self::Set), // "SET"
+                    0x4c5454 => Some(Self::Ttl), // "TTL"
                     _ => None,
                 },
-                4 => match s {
-                    "EVAL" => Some(Self::Eval),
-                    "EXEC" => Some(Self::Exec),
-                    "HDEL" => Some(Self::Hdel),
-                    "HGET" => Some(Self::Hget),
-                    "HLEN" => Some(Self::Hlen),
-                    "HSET" => Some(Self::Hset),
-                    "INCR" => Some(Self::Incr),
-                    "INFO" => Some(Self::Info),
-                    "KEYS" => Some(Self::Keys),
-                    "LLEN" => Some(Self::Llen),
-                    "LPOP" => Some(Self::Lpop),
-                    "LPOS" => Some(Self::Lpos),
-                    "LREM" => Some(Self::Lrem),
-                    "LSET" => Some(Self::Lset),
-                    "PING" => Some(Self::Ping),
-                    "PTTL" => Some(Self::Pttl),
-                    "QUIT" => Some(Self::Quit),
-                    "RPOP" => Some(Self::Rpop),
-                    "SADD" => Some(Self::Sadd),
-                    "SCAN" => Some(Self::Scan),
-                    "SREM" => Some(Self::Srem),
-                    "TYPE" => Some(Self::Type),
-                    "XADD" => Some(Self::Xadd),
-                    "XLEN" => Some(Self::Xlen),
-                    "ZADD" => Some(Self::Zadd),
-                    "ZREM" => Some(Self::Zrem),
+                4 => match crate::manifest::schema::label_word(s.as_bytes()) {
+                    0x4c415645 => Some(Self::Eval), // "EVAL"
+                    0x43455845 => Some(Self::Exec), // "EXEC"
+                    0x4c454448 => Some(Self::Hdel), // "HDEL"
+                    0x54454748 => Some(Self::Hget), // "HGET"
+                    0x4e454c48 => Some(Self::Hlen), // "HLEN"
+                    0x54455348 => Some(Self::Hset), // "HSET"
+                    0x52434e49 => Some(Self::Incr), // "INCR"
+                    0x4f464e49 => Some(Self::Info), // "INFO"
+                    0x5359454b => Some(Self::Keys), // "KEYS"
+                    0x4e454c4c => Some(Self::Llen), // "LLEN"
+                    0x504f504c => Some(Self::Lpop), // "LPOP"
+                    0x534f504c => Some(Self::Lpos), // "LPOS"
+                    0x4d45524c => Some(Self::Lrem), // "LREM"
+                    0x5445534c => Some(Self::Lset), // "LSET"
+                    0x474e4950 => Some(Self::Ping), // "PING"
+                    0x4c545450 => Some(Self::Pttl), // "PTTL"
+                    0x54495551 => Some(Self::Quit), // "QUIT"
+                    0x504f5052 => Some(Self::Rpop), // "RPOP"
+                    0x44444153 => Some(Self::Sadd), // "SADD"
+                    0x4e414353 => Some(Self::Scan), // "SCAN"
+                    0x4d455253 => Some(Self::Srem), // "SREM"
+                    0x45505954 => Some(Self::Type), // "TYPE"
+                    0x44444158 => Some(Self::Xadd), // "XADD"
+                    0x4e454c58 => Some(Self::Xlen), // "XLEN"
+                    0x4444415a => Some(Self::Zadd), // "ZADD"
+                    0x4d45525a => Some(Self::Zrem), // "ZREM"
                     _ => None,
                 },
-                5 => match s {
-                    "HELLO" => Some(Self::Hello),
-                    "HMGET" => Some(Self::Hmget),
-                    "HMSET" => Some(Self::Hmset),
-                    "LPUSH" => Some(Self::Lpush),
-                    "LTRIM" => Some(Self::Ltrim),
-                    "MULTI" => Some(Self::Multi),
-                    "PFADD" => Some(Self::Pfadd),
-                    "RPUSH" => Some(Self::Rpush),
-                    "SCARD" => Some(Self::Scard),
-                    "SETEX" => Some(Self::Setex),
-                    "SETNX" => Some(Self::Setnx),
-                    "XREAD" => Some(Self::Xread),
-                    "XTRIM" => Some(Self::Xtrim),
-                    "ZCARD" => Some(Self::Zcard),
+                5 => match crate::manifest::schema::label_word(s.as_bytes()) {
+                    0x4f4c4c4548 => Some(Self::Hello), // "HELLO"
+                    0x5445474d48 => Some(Self::Hmget), // "HMGET"
+                    0x5445534d48 => Some(Self::Hmset), // "HMSET"
+                    0x485355504c => Some(Self::Lpush), // "LPUSH"
+                    0x4d4952544c => Some(Self::Ltrim), // "LTRIM"
+                    0x49544c554d => Some(Self::Multi), // "MULTI"
+                    0x4444414650 => Some(Self::Pfadd), // "PFADD"
+                    0x4853555052 => Some(Self::Rpush), // "RPUSH"
+                    0x4452414353 => Some(Self::Scard), // "SCARD"
+                    0x5845544553 => Some(Self::Setex), // "SETEX"
+                    0x584e544553 => Some(Self::Setnx), // "SETNX"
+                    0x4441455258 => Some(Self::Xread), // "XREAD"
+                    0x4d49525458 => Some(Self::Xtrim), // "XTRIM"
+                    0x445241435a => Some(Self::Zcard), // "ZCARD"
                     _ => None,
                 },
-                6 => match s {
-                    "CLIENT" => Some(Self::Client),
-                    "DBSIZE" => Some(Self::Dbsize),
-                    "EXISTS" => Some(Self::Exists),
-                    "EXPIRE" => Some(Self::Expire),
-                    "GETDEL" => Some(Self::Getdel),
-                    "LINDEX" => Some(Self::Lindex),
-                    "LRANGE" => Some(Self::Lrange),
-                    "PUBSUB" => Some(Self::Pubsub),
-                    "RENAME" => Some(Self::Rename),
-                    "SELECT" => Some(Self::Select),
-                    "XRANGE" => Some(Self::Xrange),
-                    "ZCOUNT" => Some(Self::Zcount),
-                    "ZRANGE" => Some(Self::Zrange),
-                    "ZSCORE" => Some(Self::Zscore),
+                6 => match crate::manifest::schema::label_word(s.as_bytes()) {
+                    0x544e45494c43 => Some(Self::Client), // "CLIENT"
+                    0x455a49534244 => Some(Self::Dbsize), // "DBSIZE"
+                    0x535453495845 => Some(Self::Exists), // "EXISTS"
+                    0x455249505845 => Some(Self::Expire), // "EXPIRE"
+                    0x4c4544544547 => Some(Self::Getdel), // "GETDEL"
+                    0x5845444e494c => Some(Self::Lindex), // "LINDEX"
+                    0x45474e41524c => Some(Self::Lrange), // "LRANGE"
+                    0x425553425550 => Some(Self::Pubsub), // "PUBSUB"
+                    0x454d414e4552 => Some(Self::Rename), // "RENAME"
+                    0x5443454c4553 => Some(Self::Select), // "SELECT"
+                    0x45474e415258 => Some(Self::Xrange), // "XRANGE"
+                    0x544e554f435a => Some(Self::Zcount), // "ZCOUNT"
+                    0x45474e41525a => Some(Self::Zrange), // "ZRANGE"
+                    0x45524f43535a => Some(Self::Zscore), // "ZSCORE"
                     _ => None,
                 },
-                7 => match s {
-                    "COMMAND" => Some(Self::Command),
-                    "DISCARD" => Some(Self::Discard),
-                    "EVALSHA" => Some(Self::Evalsha),
-                    "FLUSHDB" => Some(Self::Flushdb),
-                    "HEXISTS" => Some(Self::Hexists),
-                    "HGETALL" => Some(Self::Hgetall),
-                    "HINCRBY" => Some(Self::Hincrby),
-                    "PEXPIRE" => Some(Self::Pexpire),
-                    "PFCOUNT" => Some(Self::Pfcount),
-                    "PUBLISH" => Some(Self::Publish),
-                    "ZINCRBY" => Some(Self::Zincrby),
-                    "ZPOPMIN" => Some(Self::Zpopmin),
-                    "unknown" => Some(Self::Unknown),
+                7 => match crate::manifest::schema::label_word(s.as_bytes()) {
+                    0x444e414d4d4f43 => Some(Self::Command), // "COMMAND"
+                    0x44524143534944 => Some(Self::Discard), // "DISCARD"
+                    0x4148534c415645 => Some(Self::Evalsha), // "EVALSHA"
+                    0x42444853554c46 => Some(Self::Flushdb), // "FLUSHDB"
+                    0x53545349584548 => Some(Self::Hexists), // "HEXISTS"
+                    0x4c4c4154454748 => Some(Self::Hgetall), // "HGETALL"
+                    0x594252434e4948 => Some(Self::Hincrby), // "HINCRBY"
+                    0x45524950584550 => Some(Self::Pexpire), // "PEXPIRE"
+                    0x544e554f434650 => Some(Self::Pfcount), // "PFCOUNT"
+                    0x4853494c425550 => Some(Self::Publish), // "PUBLISH"
+                    0x594252434e495a => Some(Self::Zincrby), // "ZINCRBY"
+                    0x4e494d504f505a => Some(Self::Zpopmin), // "ZPOPMIN"
+                    0x6e776f6e6b6e75 => Some(Self::Unknown), // "unknown"
                     _ => None,
                 },
-                8 => match s {
-                    "BZPOPMIN" => Some(Self::Bzpopmin),
-                    "FLUSHALL" => Some(Self::Flushall),
-                    "SMEMBERS" => Some(Self::Smembers),
+                8 => match crate::manifest::schema::label_word(s.as_bytes()) {
+                    0x4e494d504f505a42 => Some(Self::Bzpopmin), // "BZPOPMIN"
+                    0x4c4c414853554c46 => Some(Self::Flushall), // "FLUSHALL"
+                    0x535245424d454d53 => Some(Self::Smembers), // "SMEMBERS"
                     _ => None,
                 },
-                9 => match s {
-                    "RPOPLPUSH" => Some(Self::Rpoplpush),
-                    "SISMEMBER" => Some(Self::Sismember),
-                    "SUBSCRIBE" => Some(Self::Subscribe),
-                    "XREVRANGE" => Some(Self::Xrevrange),
-                    "ZREVRANGE" => Some(Self::Zrevrange),
+                9 => match crate::manifest::schema::label_words(s.as_bytes()) {
+                    0x485355504c504f5052 => Some(Self::Rpoplpush), // "RPOPLPUSH"
+                    0x5245424d454d534953 => Some(Self::Sismember), // "SISMEMBER"
+                    0x454249524353425553 => Some(Self::Subscribe), // "SUBSCRIBE"
+                    0x45474e415256455258 => Some(Self::Xrevrange), // "XREVRANGE"
+                    0x45474e41525645525a => Some(Self::Zrevrange), // "ZREVRANGE"
                     _ => None,
                 },
-                13 => match s {
-                    "ZRANGEBYSCORE" => Some(Self::Zrangebyscore),
+                13 => match crate::manifest::schema::label_words(s.as_bytes()) {
+                    0x45524f4353594245474e41525a => Some(Self::Zrangebyscore), // "ZRANGEBYSCORE"
                     _ => None,
                 },
-                15 => match s {
-                    "ZREMRANGEBYRANK" => Some(Self::Zremrangebyrank),
+                15 => match crate::manifest::schema::label_words(s.as_bytes()) {
+                    0x4b4e4152594245474e41524d45525a => Some(Self::Zremrangebyrank), // "ZREMRANGEBYRANK"
                     _ => None,
                 },
-                16 => match s {
-                    "ZREMRANGEBYSCORE" => Some(Self::Zremrangebyscore),
-                    "ZREVRANGEBYSCORE" => Some(Self::Zrevrangebyscore),
+                16 => match crate::manifest::schema::label_words(s.as_bytes()) {
+                    0x45524f4353594245474e41524d45525a => Some(Self::Zremrangebyscore), // "ZREMRANGEBYSCORE"
+                    0x45524f4353594245474e41525645525a => Some(Self::Zrevrangebyscore), // "ZREVRANGEBYSCORE"
                     _ => None,
                 },
                 _ => None,
@@ -1083,14 +1093,15 @@ pub mod domain {
 
         /// The value with this exact (case-sensitive) label text.
         #[allow(clippy::match_single_binding)]
+        #[inline]
         pub fn from_label(s: &str) -> Option<Self> {
             match s.len() {
-                5 => match s {
-                    "error" => Some(Self::Error),
+                5 => match crate::manifest::schema::label_word(s.as_bytes()) {
+                    0x726f727265 => Some(Self::Error), // "error"
                     _ => None,
                 },
-                7 => match s {
-                    "success" => Some(Self::Success),
+                7 => match crate::manifest::schema::label_word(s.as_bytes()) {
+                    0x73736563637573 => Some(Self::Success), // "success"
                     _ => None,
                 },
                 _ => None,
@@ -1134,18 +1145,19 @@ pub mod domain {
 
         /// The value with this exact (case-sensitive) label text.
         #[allow(clippy::match_single_binding)]
+        #[inline]
         pub fn from_label(s: &str) -> Option<Self> {
             match s.len() {
-                4 => match s {
-                    "send" => Some(Self::Send),
+                4 => match crate::manifest::schema::label_word(s.as_bytes()) {
+                    0x646e6573 => Some(Self::Send), // "send"
                     _ => None,
                 },
-                6 => match s {
-                    "delete" => Some(Self::Delete),
+                6 => match crate::manifest::schema::label_word(s.as_bytes()) {
+                    0x6574656c6564 => Some(Self::Delete), // "delete"
                     _ => None,
                 },
-                7 => match s {
-                    "receive" => Some(Self::Receive),
+                7 => match crate::manifest::schema::label_word(s.as_bytes()) {
+                    0x65766965636572 => Some(Self::Receive), // "receive"
                     _ => None,
                 },
                 _ => None,
@@ -1189,15 +1201,16 @@ pub mod domain {
 
         /// The value with this exact (case-sensitive) label text.
         #[allow(clippy::match_single_binding)]
+        #[inline]
         pub fn from_label(s: &str) -> Option<Self> {
             match s.len() {
-                7 => match s {
-                    "visible" => Some(Self::Visible),
-                    "delayed" => Some(Self::Delayed),
+                7 => match crate::manifest::schema::label_word(s.as_bytes()) {
+                    0x656c6269736976 => Some(Self::Visible), // "visible"
+                    0x646579616c6564 => Some(Self::Delayed), // "delayed"
                     _ => None,
                 },
-                11 => match s {
-                    "not_visible" => Some(Self::NotVisible),
+                11 => match crate::manifest::schema::label_words(s.as_bytes()) {
+                    0x656c62697369765f746f6e => Some(Self::NotVisible), // "not_visible"
                     _ => None,
                 },
                 _ => None,
