@@ -3,6 +3,8 @@
 
 #[path = "support/exposition.rs"]
 mod exposition;
+#[path = "support/node.rs"]
+mod node;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,10 +13,10 @@ use std::thread;
 use elastickv_metrics::elastickv::dispatch::{
     DispatchCollector, DispatchCounterSource, DispatchSource,
 };
-use elastickv_metrics::{encode::Format, Registry};
+use elastickv_metrics::encode::Format;
 use exposition::Exposition;
+use node::{registry, scrape, NODE};
 
-const NODE: [(&str, &str); 2] = [("node_id", "n1"), ("node_address", "10.0.0.1:50051")];
 const DROPPED: &str = "elastickv_raft_dispatch_dropped_total";
 const ERRORS: &str = "elastickv_raft_dispatch_errors_total";
 const STEP_FULL: &str = "elastickv_raft_step_queue_full_total";
@@ -54,17 +56,8 @@ impl DispatchCounterSource for Counters {
     }
 }
 
-fn registry() -> Registry {
-    Registry::new("n1", "10.0.0.1:50051")
-}
-
 fn bind(group_id: u64, source: &Arc<Counters>) -> DispatchSource {
     DispatchSource::new(group_id, source.clone())
-}
-
-fn scrape(registry: &Registry) -> Exposition {
-    let text = registry.render(Format::Text);
-    exposition::parse_text(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
 /// The value of `name` with exactly `labels` plus the constant labels.

@@ -5,6 +5,8 @@
 
 #[path = "support/exposition.rs"]
 mod exposition;
+#[path = "support/node.rs"]
+mod node;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Barrier};
@@ -14,10 +16,8 @@ use std::time::Duration;
 use elastickv_metrics::elastickv::dynamodb::{
     DynamoDbObserver, DynamoDbRequestReport, DynamoDbTableMetrics,
 };
-use elastickv_metrics::encode::Format;
-use elastickv_metrics::Registry;
+use node::{labels, registry, scrape};
 
-const NODE: [(&str, &str); 2] = [("node_id", "n1"), ("node_address", "10.0.0.1:50051")];
 const INFLIGHT: &str = "elastickv_dynamodb_inflight_requests";
 const REQUESTS: &str = "elastickv_dynamodb_requests_total";
 const TABLE_REQUESTS: &str = "elastickv_dynamodb_table_requests_total";
@@ -36,26 +36,6 @@ const TABLE_FAMILIES: [&str; 7] = [
     SYSTEM_ERRORS,
     CONDITIONAL,
 ];
-
-fn registry() -> Registry {
-    Registry::new("n1", "10.0.0.1:50051")
-}
-
-/// Renders and strictly parses both formats; returns the text-format parse.
-fn scrape(r: &Registry) -> exposition::Exposition {
-    let om = r.render(Format::OpenMetrics);
-    exposition::parse_openmetrics(&om)
-        .unwrap_or_else(|e| panic!("OpenMetrics scrape does not parse: {e}\n{om}"));
-    let text = r.render(Format::Text);
-    exposition::parse_text(&text)
-        .unwrap_or_else(|e| panic!("text scrape does not parse: {e}\n{text}"))
-}
-
-fn labels<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
-    let mut v = extra.to_vec();
-    v.extend_from_slice(&NODE);
-    v
-}
 
 fn ok<'a>(operation: &'a str, tables: &'a [&'a str]) -> DynamoDbRequestReport<'a> {
     DynamoDbRequestReport {

@@ -5,6 +5,8 @@
 
 #[path = "support/exposition.rs"]
 mod exposition;
+#[path = "support/node.rs"]
+mod node;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -15,8 +17,8 @@ use std::time::Duration;
 use elastickv_metrics::elastickv::dispatch::{DispatchCounterSource, DispatchSource};
 use elastickv_metrics::elastickv::raft::{RaftRuntime, RaftState, RaftStatus, RaftStatusReader};
 use elastickv_metrics::elastickv::sqs::{SqsDepthSource, SqsQueueDepth};
-use elastickv_metrics::encode::Format;
 use elastickv_metrics::Registry;
+use node::scrape;
 use tokio_util::sync::CancellationToken;
 
 /// Every test here uses a deadline shorter than the default (it is process-wide, so set it
@@ -26,12 +28,6 @@ fn short_deadline() {
     ONCE.call_once(|| {
         elastickv_metrics::elastickv::set_source_read_timeout(Duration::from_millis(1500))
     });
-}
-
-fn scrape(r: &Registry) -> exposition::Exposition {
-    let text = r.render(Format::Text);
-    exposition::parse_openmetrics(&r.render(Format::OpenMetrics)).unwrap();
-    exposition::parse_text(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
 fn failures(e: &exposition::Exposition, collector: &str, reason: &str) -> f64 {

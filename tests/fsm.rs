@@ -3,23 +3,15 @@
 
 #[path = "support/exposition.rs"]
 mod exposition;
+#[path = "support/node.rs"]
+mod node;
 
 use std::thread;
 
 use elastickv_metrics::{encode::Format, Registry};
-use exposition::Exposition;
+use node::{registry, scrape, NODE};
 
 const FAMILY: &str = "elastickv_fsm_apply_sync_mode";
-const NODE: [(&str, &str); 2] = [("node_id", "n1"), ("node_address", "10.0.0.1:50051")];
-
-fn registry() -> Registry {
-    Registry::new("n1", "10.0.0.1:50051")
-}
-
-fn scrape(registry: &Registry) -> Exposition {
-    let text = registry.render(Format::Text);
-    exposition::parse_text(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
-}
 
 /// `(sync, nosync)`, after checking that these are the only two rows.
 fn rows(registry: &Registry) -> (f64, f64) {

@@ -4,30 +4,16 @@
 
 #[path = "support/exposition.rs"]
 mod exposition;
+#[path = "support/node.rs"]
+mod node;
 
 use std::sync::{Arc, Barrier};
 use std::thread;
 
 use elastickv_metrics::elastickv::lease::LeaseReadObserver;
-use elastickv_metrics::encode::Format;
-use elastickv_metrics::Registry;
+use node::{registry, scrape, NODE};
 
-const NODE: [(&str, &str); 2] = [("node_id", "n1"), ("node_address", "10.0.0.1:50051")];
 const LEASE: &str = "elastickv_lease_read_total";
-
-fn registry() -> Registry {
-    Registry::new("n1", "10.0.0.1:50051")
-}
-
-/// Renders and strictly parses both formats; returns the text-format parse.
-fn scrape(r: &Registry) -> exposition::Exposition {
-    let om = r.render(Format::OpenMetrics);
-    exposition::parse_openmetrics(&om)
-        .unwrap_or_else(|e| panic!("OpenMetrics scrape does not parse: {e}\n{om}"));
-    let text = r.render(Format::Text);
-    exposition::parse_text(&text)
-        .unwrap_or_else(|e| panic!("text scrape does not parse: {e}\n{text}"))
-}
 
 fn lease(e: &exposition::Exposition, outcome: &str) -> Option<f64> {
     let mut labels = vec![("outcome", outcome)];

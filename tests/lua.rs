@@ -5,6 +5,8 @@
 
 #[path = "support/exposition.rs"]
 mod exposition;
+#[path = "support/node.rs"]
+mod node;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Barrier};
@@ -16,10 +18,8 @@ use elastickv_metrics::elastickv::lua::{
     FALLBACK_INELIGIBLE, FALLBACK_LARGE_OFFSET, FALLBACK_MISSING_KEY, FALLBACK_NONE,
     FALLBACK_OTHER, FALLBACK_TRUNCATED, FALLBACK_WRONG_TYPE,
 };
-use elastickv_metrics::encode::Format;
-use elastickv_metrics::Registry;
+use node::{labels, registry, scrape, NODE};
 
-const NODE: [(&str, &str); 2] = [("node_id", "n1"), ("node_address", "10.0.0.1:50051")];
 const FASTPATH: &str = "elastickv_lua_cmd_fastpath_total";
 const OUTCOMES: [&str; 9] = [
     "hit",
@@ -38,26 +38,6 @@ const DURATION_FAMILIES: [&str; 3] = [
     "elastickv_lua_commit_duration_seconds",
 ];
 const CALL_COUNT: &str = "elastickv_lua_redis_call_count";
-
-fn registry() -> Registry {
-    Registry::new("n1", "10.0.0.1:50051")
-}
-
-/// Renders and strictly parses both formats; returns the text-format parse.
-fn scrape(r: &Registry) -> exposition::Exposition {
-    let om = r.render(Format::OpenMetrics);
-    exposition::parse_openmetrics(&om)
-        .unwrap_or_else(|e| panic!("OpenMetrics scrape does not parse: {e}\n{om}"));
-    let text = r.render(Format::Text);
-    exposition::parse_text(&text)
-        .unwrap_or_else(|e| panic!("text scrape does not parse: {e}\n{text}"))
-}
-
-fn labels<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
-    let mut v = extra.to_vec();
-    v.extend_from_slice(&NODE);
-    v
-}
 
 fn by_outcome(e: &exposition::Exposition, sample: &str, outcome: &str) -> Option<f64> {
     e.value(sample, &labels(&[("outcome", outcome)]))

@@ -3,6 +3,8 @@
 
 #[path = "support/exposition.rs"]
 mod exposition;
+#[path = "support/node.rs"]
+mod node;
 
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -10,10 +12,10 @@ use std::thread;
 use elastickv_metrics::elastickv::pebble::{
     PebbleCollector, PebbleMetricsSource, PebbleSnapshot, PebbleSource,
 };
-use elastickv_metrics::{encode::Format, Registry};
+use elastickv_metrics::encode::Format;
 use exposition::Exposition;
+use node::{registry, scrape, NODE};
 
-const NODE: [(&str, &str); 2] = [("node_id", "n1"), ("node_address", "10.0.0.1:50051")];
 const CAPACITY: &str = "elastickv_pebble_block_cache_capacity_bytes";
 const COMPACTIONS: &str = "elastickv_pebble_compact_count_total";
 const HITS: &str = "elastickv_pebble_block_cache_hits_total";
@@ -81,21 +83,12 @@ fn counters(compactions: i64, hits: i64, misses: i64) -> PebbleSnapshot {
     }
 }
 
-fn registry() -> Registry {
-    Registry::new("n1", "10.0.0.1:50051")
-}
-
 fn bind(group_id: u64, label: &str, store: &Arc<Store>) -> PebbleSource {
     PebbleSource {
         group_id,
         group_label: label.to_string(),
         source: Some(store.clone()),
     }
-}
-
-fn scrape(registry: &Registry) -> Exposition {
-    let text = registry.render(Format::Text);
-    exposition::parse_text(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
 fn value(exp: &Exposition, name: &str, group: &str) -> Option<f64> {

@@ -4,6 +4,8 @@
 
 #[path = "support/exposition.rs"]
 mod exposition;
+#[path = "support/node.rs"]
+mod node;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,19 +18,11 @@ use elastickv_metrics::elastickv::raft::{
 };
 use elastickv_metrics::manifest::domain;
 use elastickv_metrics::{encode::Format, Registry};
-use exposition::{parse_openmetrics, parse_text, Exposition};
+use exposition::{parse_openmetrics, Exposition};
+use node::{registry, scrape, NODE};
 use tokio_util::sync::CancellationToken;
 
-const NODE: [(&str, &str); 2] = [("node_id", "n1"), ("node_address", "10.0.0.1:50051")];
 const STATES: [&str; 5] = ["follower", "candidate", "leader", "shutdown", "unknown"];
-
-fn registry() -> Registry {
-    Registry::new(NODE[0].1, NODE[1].1)
-}
-
-fn scrape(registry: &Registry) -> Exposition {
-    parse_text(&registry.render(Format::Text)).expect("the exposition parses")
-}
 
 /// The value of the series with exactly `labels` plus the constant labels.
 fn value(expo: &Exposition, name: &str, labels: &[(&str, &str)]) -> Option<f64> {

@@ -4,6 +4,8 @@
 
 #[path = "support/exposition.rs"]
 mod exposition;
+#[path = "support/node.rs"]
+mod node;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Barrier};
@@ -11,35 +13,13 @@ use std::thread;
 use std::time::Duration;
 
 use elastickv_metrics::elastickv::redis::{RedisObserver, RedisRequestReport};
-use elastickv_metrics::encode::Format;
-use elastickv_metrics::Registry;
+use node::{labels, registry, scrape};
 
-const NODE: [(&str, &str); 2] = [("node_id", "n1"), ("node_address", "10.0.0.1:50051")];
 const REQUESTS: &str = "elastickv_redis_requests_total";
 const DURATION_COUNT: &str = "elastickv_redis_request_duration_seconds_count";
 const DURATION_BUCKET: &str = "elastickv_redis_request_duration_seconds_bucket";
 const ERRORS: &str = "elastickv_redis_errors_total";
 const UNSUPPORTED: &str = "elastickv_redis_unsupported_commands_total";
-
-fn registry() -> Registry {
-    Registry::new("n1", "10.0.0.1:50051")
-}
-
-/// Renders and strictly parses both formats; returns the text-format parse.
-fn scrape(r: &Registry) -> exposition::Exposition {
-    let om = r.render(Format::OpenMetrics);
-    exposition::parse_openmetrics(&om)
-        .unwrap_or_else(|e| panic!("OpenMetrics scrape does not parse: {e}\n{om}"));
-    let text = r.render(Format::Text);
-    exposition::parse_text(&text)
-        .unwrap_or_else(|e| panic!("text scrape does not parse: {e}\n{text}"))
-}
-
-fn labels<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
-    let mut v = extra.to_vec();
-    v.extend_from_slice(&NODE);
-    v
-}
 
 fn report(command: &[u8]) -> RedisRequestReport<'_> {
     RedisRequestReport {

@@ -6,6 +6,8 @@
 
 #[path = "support/exposition.rs"]
 mod exposition;
+#[path = "support/node.rs"]
+mod node;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -38,6 +40,7 @@ use elastickv_metrics::elastickv::write_conflict::{
 };
 use elastickv_metrics::encode::Format;
 use elastickv_metrics::Registry;
+use node::registry;
 use tokio_util::sync::CancellationToken;
 
 /// SPEC.md section 2: (name, type, labels without the constant ones).
@@ -411,10 +414,6 @@ fn touch_everything(r: &Registry) {
     r.sqs_partition_observer()
         .observe_partition_message("orders.fifo", 0, "send");
     r.sqs_observer().observe_once(Some(&Queues));
-}
-
-fn registry() -> Registry {
-    Registry::new("n1", "10.0.0.1:50051")
 }
 
 #[test]

@@ -4,6 +4,8 @@
 
 #[path = "support/exposition.rs"]
 mod exposition;
+#[path = "support/node.rs"]
+mod node;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,20 +17,12 @@ use elastickv_metrics::elastickv::sqs::{
 };
 use elastickv_metrics::elastickv::DEFAULT_SQS_INTERVAL;
 use elastickv_metrics::{encode::Format, Registry};
-use exposition::{parse_openmetrics, parse_text, Exposition};
+use exposition::{parse_openmetrics, Exposition};
+use node::{registry, scrape, NODE};
 use tokio_util::sync::CancellationToken;
 
-const NODE: [(&str, &str); 2] = [("node_id", "n1"), ("node_address", "10.0.0.1:50051")];
 const COUNTER: &str = "elastickv_sqs_partition_messages_total";
 const DEPTH: &str = "elastickv_sqs_queue_messages";
-
-fn registry() -> Registry {
-    Registry::new(NODE[0].1, NODE[1].1)
-}
-
-fn scrape(registry: &Registry) -> Exposition {
-    parse_text(&registry.render(Format::Text)).expect("the exposition parses")
-}
 
 fn value(expo: &Exposition, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let mut all = labels.to_vec();

@@ -3,6 +3,8 @@
 
 #[path = "support/exposition.rs"]
 mod exposition;
+#[path = "support/node.rs"]
+mod node;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,11 +13,11 @@ use std::thread;
 use elastickv_metrics::elastickv::write_conflict::{
     WriteConflictBinding, WriteConflictCollector, WriteConflictSource,
 };
-use elastickv_metrics::{encode::Format, Registry};
+use elastickv_metrics::encode::Format;
 use exposition::Exposition;
+use node::{registry, scrape, NODE};
 
 const FAMILY: &str = "elastickv_store_write_conflict_total";
-const NODE: [(&str, &str); 2] = [("node_id", "n1"), ("node_address", "10.0.0.1:50051")];
 
 /// A store whose conflict counts the test sets between polls.
 #[derive(Default)]
@@ -41,21 +43,12 @@ impl WriteConflictSource for Mvcc {
     }
 }
 
-fn registry() -> Registry {
-    Registry::new("n1", "10.0.0.1:50051")
-}
-
 fn bind(group_id: u64, label: &str, source: &Arc<Mvcc>) -> WriteConflictBinding {
     WriteConflictBinding {
         group_id,
         group_label: label.to_string(),
         source: Some(source.clone()),
     }
-}
-
-fn scrape(registry: &Registry) -> Exposition {
-    let text = registry.render(Format::Text);
-    exposition::parse_text(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
 fn value(exp: &Exposition, group: &str, kind: &str, key_prefix: &str) -> Option<f64> {
