@@ -27,6 +27,11 @@ pub struct Snapshot {
     schema: Option<&'static Schema>,
     families: Vec<FamilySnapshot>,
     views: Vec<Option<Arc<OpenView>>>,
+    /// The views of the removable domains as they were before anything else was read (see
+    /// [`Snapshot::capture_where`]); released at the end of the capture.
+    views_before: Vec<Option<Arc<OpenView>>>,
+    /// Scratch: one series index split into its label indexes.
+    slots: Vec<u32>,
 }
 
 impl Snapshot {
@@ -44,6 +49,12 @@ impl Snapshot {
     pub fn capture_where(&mut self, store: &Store, mut keep: impl FnMut(&FamilyDesc) -> bool) {
         let schema = store.schema();
         self.schema = Some(schema);
+        // A removable domain's slot can be freed and given to another value while this runs.
+        // Its views are loaded before and after everything else, and a series whose slot did
+        // not keep the same admission in both is skipped: its value may belong to either label.
+        // (It was admitted or replaced during the scrape, so leaving it out is a state that
+        // really existed for it; the next scrape shows it.)
+        load_views(store, &mut self.views_before, true);
         self.families
             .resize_with(schema.families.len(), Default::default);
         let presence = store.presence_words();
@@ -82,8 +93,24 @@ impl Snapshot {
                     let cells = store.gauge_cells();
                     for &s in &snap.series {
                         let cell = &cells[(family.cell_base + s) as usize];
-                        snap.values.push(cell.load(Ordering::Relaxed));
+                        // Acquire pairs with the gauge writes (Release): a value read here
+                        // comes with the removal or re-admission that preceded it.
+                        snap.values.push(cell.load(Ordering::Acquire));
                     }
+                    // Gauge series can be removed (their value reset to 0) meanwhile. A value
+                    // read after a removal is followed by a presence word without its bit:
+                    // drop it rather than export the series being removed at 0.
+                    let mut kept = 0;
+                    for i in 0..snap.series.len() {
+                        let bit = first + snap.series[i] as usize;
+                        if presence[bit / 64].load(Ordering::Acquire) & (1 << (bit % 64)) != 0 {
+                            snap.series[kept] = snap.series[i];
+                            snap.values[kept] = snap.values[i];
+                            kept += 1;
+                        }
+                    }
+                    snap.series.truncate(kept);
+                    snap.values.truncate(kept);
                 }
                 FamilyKind::Counter => {
                     debug_assert_eq!(per, 1);
@@ -102,15 +129,39 @@ impl Snapshot {
         }
         // Views are loaded after the presence bits, so every admitted slot seen above has its
         // label fragment here. A slot freed meanwhile has none and its series is skipped.
-        self.views.clear();
-        for (i, domain) in schema.domains.iter().enumerate() {
-            self.views.push(match domain.kind {
-                DomainKind::Open { .. } => store
-                    .open_set(crate::manifest::schema::DomainId(i as u16))
-                    .map(|set| set.view()),
-                DomainKind::Closed { .. } => None,
-            });
+        load_views(store, &mut self.views, false);
+        for (family, snap) in schema.families.iter().zip(self.families.iter_mut()) {
+            if !family
+                .dims
+                .iter()
+                .any(|d| self.views_before[d.0 as usize].is_some())
+            {
+                continue;
+            }
+            self.slots.resize(family.dims.len(), 0);
+            let slots = &mut self.slots[..];
+            let per = family.cells_per_series as usize;
+            let mut kept = 0;
+            for i in 0..snap.series.len() {
+                family.label_indexes(snap.series[i], slots);
+                let same = family.dims.iter().zip(slots.iter()).all(|(d, &slot)| {
+                    let d = d.0 as usize;
+                    match (&self.views_before[d], &self.views[d]) {
+                        (Some(before), Some(after)) => before.same_admission(after, slot),
+                        _ => true,
+                    }
+                });
+                if same {
+                    snap.series[kept] = snap.series[i];
+                    snap.values.copy_within(i * per..(i + 1) * per, kept * per);
+                    kept += 1;
+                }
+            }
+            snap.series.truncate(kept);
+            snap.values.truncate(kept * per);
         }
+        // Only the comparison needed them; holding them would keep freed labels alive.
+        self.views_before.iter_mut().for_each(|v| *v = None);
     }
 
     /// The schema of the captured store, if anything was captured.
@@ -126,5 +177,20 @@ impl Snapshot {
     /// The view of open domain number `index` at capture time.
     pub fn view(&self, index: usize) -> Option<&OpenView> {
         self.views.get(index)?.as_deref()
+    }
+}
+
+/// Loads the current view of every open domain into `out` (indexed by domain), or only of the
+/// removable ones if `removable_only`; `None` for the others.
+fn load_views(store: &Store, out: &mut Vec<Option<Arc<OpenView>>>, removable_only: bool) {
+    let schema = store.schema();
+    out.clear();
+    for (i, domain) in schema.domains.iter().enumerate() {
+        out.push(match domain.kind {
+            DomainKind::Open { removable, .. } if removable || !removable_only => store
+                .open_set(crate::manifest::schema::DomainId(i as u16))
+                .map(|set| set.view()),
+            _ => None,
+        });
     }
 }

@@ -1,22 +1,25 @@
 //! Model 6: gauge series removal racing a set.
 //!
 //! Models `src/storage/store.rs` `Store::remove` (presence `fetch_and(!mask, AcqRel)`, then the
-//! value reset with a relaxed store of 0) against `Store::gauge` + `Gauge::set`
+//! value reset with a Release store of 0) against `Store::gauge` + `Gauge::set`
 //! (`src/storage/handle.rs`): `Store::mark` (relaxed read, `fetch_or(Release)` if clear) then a
-//! relaxed store of the value. The surface serialises the two for a series: `src/elastickv/sqs.rs`
+//! Release store of the value. The surface serialises the two for a series: `src/elastickv/sqs.rs`
 //! (`forget_queue` / `observe_queue_depth` under the depth lock) and `src/elastickv/raft.rs`
 //! (leader and member series under the observer's memory lock). A scrape
-//! (`src/snapshot.rs`) reads the presence word (Acquire) then the value (Relaxed).
+//! (`src/snapshot.rs`) reads the presence word (Acquire), the value (Acquire), then the
+//! presence word again, and skips the series if the second read finds it gone.
 //!
 //! Invariants, with the lock: once both are done the series is either present with the set
 //! value (the set came last) or absent with value 0 (the removal came last), matching the
-//! order in which they took the lock.
+//! order in which they took the lock. A scrape exports the old value, the new one, or 0 only
+//! where 0 was the series' real state (removed, then marked again by the set before its
+//! store); never the reset of a series being removed.
 //! Without the lock (a documented negative twin): a lost set (present, value 0) and a
 //! stale value on an absent series (absent, value v, which reappears with v instead of 0 on
 //! the next resolve) are both reachable: the lock is what makes remove-vs-set safe.
-//! Window (reachable with the lock, documented in RELIABILITY.md): a scrape that reads the
-//! presence bit before the removal and the value after the reset exports the series being
-//! removed once with value 0.
+//! Without the second presence read (the scrape before this check, a negative twin): a scrape
+//! that reads the presence bit before the removal and the value after the reset exports the
+//! series being removed once with value 0.
 
 #![cfg(loom)]
 
@@ -57,7 +60,7 @@ impl Series {
         let _guard = self.lock.as_ref().map(|l| l.lock().unwrap());
         self.note(1);
         self.presence.fetch_and(!MASK, Ordering::AcqRel);
-        self.value.store(0, Ordering::Relaxed);
+        self.value.store(0, Ordering::Release);
     }
 
     /// store.rs `Store::gauge(series).set(v)`.
@@ -65,7 +68,7 @@ impl Series {
         let _guard = self.lock.as_ref().map(|l| l.lock().unwrap());
         self.note(2);
         self.mark();
-        self.value.store(v, Ordering::Relaxed);
+        self.value.store(v, Ordering::Release);
     }
 
     fn note(&self, who: u32) {
@@ -76,10 +79,17 @@ impl Series {
         }
     }
 
-    /// snapshot.rs: the value if the series is present.
-    fn scrape(&self) -> Option<u64> {
-        let present = self.presence.load(Ordering::Acquire) & MASK != 0;
-        present.then(|| self.value.load(Ordering::Relaxed))
+    /// snapshot.rs: the value if the series is present, checked again after the value read
+    /// (`recheck`), or not (the scrape before that check).
+    fn scrape(&self, recheck: bool) -> Option<u64> {
+        if self.presence.load(Ordering::Acquire) & MASK == 0 {
+            return None;
+        }
+        let value = self.value.load(Ordering::Acquire);
+        if recheck && self.presence.load(Ordering::Acquire) & MASK == 0 {
+            return None;
+        }
+        Some(value)
     }
 }
 
@@ -93,7 +103,7 @@ struct Outcome {
 
 /// The series is present with `OLD`; one thread removes it, another sets `NEW`, the main
 /// thread scrapes.
-fn race(locked: bool) -> Outcome {
+fn race(locked: bool, recheck: bool) -> Outcome {
     let series = Arc::new(Series {
         presence: AtomicU64::new(MASK),
         value: AtomicU64::new(OLD),
@@ -108,7 +118,7 @@ fn race(locked: bool) -> Outcome {
         let s = series.clone();
         thread::spawn(move || s.set(NEW))
     };
-    let scraped = series.scrape();
+    let scraped = series.scrape(recheck);
     remover.join().unwrap();
     setter.join().unwrap();
     Outcome {
@@ -119,38 +129,71 @@ fn race(locked: bool) -> Outcome {
     }
 }
 
+/// Checks the end state against the order in which the two operations took the lock.
+fn check_end_state(o: &Outcome) {
+    match o.first {
+        // Removed, then set: present with the new value.
+        1 => assert!(
+            o.present && o.value == NEW,
+            "remove then set ended ({}, {})",
+            o.present,
+            o.value
+        ),
+        // Set, then removed: absent, reset to 0.
+        2 => assert!(
+            !o.present && o.value == 0,
+            "set then remove ended ({}, {})",
+            o.present,
+            o.value
+        ),
+        other => panic!("no operation noted first ({other})"),
+    }
+}
+
 #[test]
 fn under_the_domain_lock_presence_and_value_end_consistent() {
-    let zero_exported = Reached::new();
-    let z = zero_exported.clone();
+    let re_added_at_zero = Reached::new();
+    let z = re_added_at_zero.clone();
     check("gauge remove vs set, locked", BOUND, move || {
-        let o = race(true);
-        match o.first {
-            // Removed, then set: present with the new value.
-            1 => assert!(
-                o.present && o.value == NEW,
-                "remove then set ended ({}, {})",
-                o.present,
-                o.value
-            ),
-            // Set, then removed: absent, reset to 0.
-            2 => assert!(
-                !o.present && o.value == 0,
-                "set then remove ended ({}, {})",
-                o.present,
-                o.value
-            ),
-            other => panic!("no operation noted first ({other})"),
-        }
-        assert!(
-            matches!(o.scraped, None | Some(OLD) | Some(NEW) | Some(0)),
-            "scrape exported {:?}",
-            o.scraped
-        );
-        if o.scraped == Some(0) {
-            z.hit();
+        let o = race(true, true);
+        check_end_state(&o);
+        match o.scraped {
+            None | Some(OLD) | Some(NEW) => {}
+            // 0 is a real state only after the removal, once the set has marked the series
+            // again and not yet stored its value.
+            Some(0) => {
+                assert_eq!(
+                    o.first, 1,
+                    "the reset of a series being removed was exported"
+                );
+                z.hit();
+            }
+            Some(v) => panic!("scrape exported {v}"),
         }
     });
+    assert!(
+        re_added_at_zero.was_hit(),
+        "the re-added series was never scraped at 0 (the check above would be vacuous)"
+    );
+}
+
+/// Negative twin: without the second presence read, a scrape that read the bit before a
+/// removal and the value after its reset exports the removed series at 0.
+#[test]
+fn broken_scrape_without_recheck_exports_a_removed_series_at_zero() {
+    let zero_exported = Reached::new();
+    let z = zero_exported.clone();
+    check(
+        "gauge remove vs set, no recheck (broken)",
+        BOUND,
+        move || {
+            let o = race(true, false);
+            check_end_state(&o);
+            if o.first == 2 && o.scraped == Some(0) {
+                z.hit();
+            }
+        },
+    );
     assert!(
         zero_exported.was_hit(),
         "the remove-window scrape (value 0) was not reachable"
@@ -167,7 +210,7 @@ fn without_the_lock_a_set_is_lost_or_a_stale_value_survives() {
         "gauge remove vs set, unlocked (broken)",
         TWIN_BOUND,
         move || {
-            let o = race(false);
+            let o = race(false, true);
             if o.present && o.value == 0 {
                 l.hit();
             }

@@ -4,15 +4,14 @@
 //! Models `src/storage/shard.rs` (`assign`, `Guard::drop`: the `FREE` mutex and the `NEXT`
 //! counter) and `src/storage/cells.rs` (`ShardedCells::add_exclusive`: relaxed load of the cell
 //! against the bound, then relaxed load + add + relaxed store, or a store of `u64::MAX`;
-//! `ShardedCells::add_shared`: `fetch_add` + pin at `u64::MAX`; `ShardedCells::sum_into`:
+//! `ShardedCells::add_shared`: a saturating CAS loop; `ShardedCells::sum_into`:
 //! relaxed loads summed with `saturating_add`). One counter cell per shard; the slabs exist up
 //! front (their lazy allocation is model 2). (Before the fast-path rewrite both adds were one
 //! `add_in` with a `saturating_add`: the same for a single writer.)
 //!
 //! Invariants: the sum after every thread is joined is exact; a concurrent reader never sees
 //! more than was added, nor less than what happened-before its read; adds saturate at
-//! `u64::MAX` and never wrap (except the window `shared_shard_reader_can_see_the_transient_wrap`
-//! documents).
+//! `u64::MAX` and a reader never sees a wrapped value, on either kind of shard.
 
 #![cfg(loom)]
 
@@ -109,9 +108,8 @@ impl Cells {
         }
     }
 
-    /// cells.rs `ShardedCells::add_exclusive` / `add_shared`. Returns what the shared shard's
-    /// `fetch_add` read (for the loom caveat in `shared_saturating_add_ends_pinned_at_max`).
-    fn add_in(&self, shard: usize, n: u64) -> Option<Rmw> {
+    /// cells.rs `ShardedCells::add_exclusive` / `add_shared`.
+    fn add_in(&self, shard: usize, n: u64) {
         let c = &self.cells[shard];
         if shard < self.exclusive {
             // Single writer: relaxed loads and store, saturating.
@@ -120,14 +118,19 @@ impl Cells {
             } else {
                 c.store(u64::MAX, Ordering::Relaxed);
             }
-            None
         } else {
-            let old = c.fetch_add(n, Ordering::Relaxed);
-            let wrapped = old.checked_add(n).is_none();
-            if wrapped {
-                c.store(u64::MAX, Ordering::Relaxed);
+            let mut v = c.load(Ordering::Relaxed);
+            loop {
+                match c.compare_exchange(
+                    v,
+                    v.saturating_add(n),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => break,
+                    Err(now) => v = now,
+                }
             }
-            Some(Rmw { old, n, wrapped })
         }
     }
 
@@ -139,14 +142,6 @@ impl Cells {
     }
 }
 
-/// One shared-shard `fetch_add`: the value it read, what it added, whether it wrapped.
-#[derive(Clone, Copy, Debug)]
-struct Rmw {
-    old: u64,
-    n: u64,
-    wrapped: bool,
-}
-
 struct World {
     pool: Pool,
     cells: Cells,
@@ -156,15 +151,14 @@ struct World {
 }
 
 /// Writer `w`: takes a shard, adds `adds` (each of `n`), publishes its progress, exits.
-fn writer(world: &World, w: usize, adds: u64, n: u64) -> (usize, Vec<Rmw>) {
+fn writer(world: &World, w: usize, adds: u64, n: u64) -> usize {
     let shard = world.pool.assign();
-    let mut rmws = Vec::new();
     for i in 1..=adds {
-        rmws.extend(world.cells.add_in(shard, n));
+        world.cells.add_in(shard, n);
         world.done[w].store(i * n, Ordering::Release);
     }
     world.pool.give_back(shard);
-    (shard, rmws)
+    shard
 }
 
 /// A scraper: reads the ghost progress, then sums the shards.
@@ -190,8 +184,6 @@ struct Outcome {
     total: u64,
     /// Each writer's shard.
     shards: [usize; 2],
-    /// The shared-shard `fetch_add`s of both writers.
-    rmws: Vec<Rmw>,
 }
 
 /// Spawns two writers and a reader (the main thread).
@@ -212,18 +204,14 @@ fn run(r: &Run) -> Outcome {
         .collect();
     let (floor, seen) = reader(&world);
     let mut shards = [0; 2];
-    let mut rmws = Vec::new();
     for (w, h) in handles.into_iter().enumerate() {
-        let (shard, r) = h.join().unwrap();
-        shards[w] = shard;
-        rmws.extend(r);
+        shards[w] = h.join().unwrap();
     }
     Outcome {
         floor,
         seen,
         total: world.cells.sum(),
         shards,
-        rmws,
     }
 }
 
@@ -260,10 +248,10 @@ fn handover_through_the_pool_keeps_every_increment() {
     assert!(fell_back.was_hit(), "no execution used the shared shard");
 }
 
-/// "More threads than shards": both writers on the shared shard, with `fetch_add`.
+/// "More threads than shards": both writers on the shared shard, with its CAS loop.
 #[test]
-fn shared_shard_fetch_add_is_exact() {
-    check("shared shard (fetch_add)", BOUND, || {
+fn shared_shard_adds_are_exact() {
+    check("shared shard (CAS)", BOUND, || {
         let o = run(&Run {
             exclusive: 0,
             how: HandOver::Mutex,
@@ -301,20 +289,13 @@ fn exclusive_saturating_add_never_wraps() {
     });
 }
 
-/// Saturation on the shared shard: once both writers are joined the cell is pinned at
-/// `u64::MAX`.
-///
-/// Loom caveat (tokio-rs/loom#282, #389): loom keeps a partial modification order, so when
-/// writer X's `fetch_add` reads writer Y's wrapped `fetch_add` result and Y then stores the
-/// pin, loom leaves X's write and Y's pin unordered and lets the final load return X's small
-/// value. Under the Rust/C++ model X's RMW sits right after Y's in the modification order,
-/// hence before Y's pin, and the final value is `u64::MAX`. The check recognises exactly that
-/// pattern (and only it) from the values the RMWs returned.
+/// Saturation on the shared shard, near the top where the CAS loop runs: never wraps (a
+/// reader never sees less than the start) and ends pinned at `u64::MAX`. (Before the CAS loop,
+/// `fetch_add` wrapped first and a store pinned the value after it, so a reader in between saw
+/// the wrapped value once; this model found that window.)
 #[test]
-fn shared_saturating_add_ends_pinned_at_max() {
+fn shared_saturating_add_never_wraps() {
     let start = u64::MAX - 1;
-    let gap = Reached::new();
-    let g = gap.clone();
     check("saturating add, shared shard", BOUND, move || {
         let o = run(&Run {
             exclusive: 0,
@@ -322,50 +303,14 @@ fn shared_saturating_add_ends_pinned_at_max() {
             initial: vec![start],
             writers: [(1, 1), (1, 2)],
         });
-        if o.total != u64::MAX {
-            let loom_gap = o.rmws.iter().any(|x| {
-                x.old.wrapping_add(x.n) == o.total
-                    && o.rmws
-                        .iter()
-                        .any(|y| y.wrapped && y.old.wrapping_add(y.n) == x.old)
-            });
-            assert!(
-                loom_gap,
-                "final {} is not u64::MAX (rmws {:?})",
-                o.total, o.rmws
-            );
-            g.hit();
-        }
+        assert_eq!(o.shards, [0, 0], "both writers use the shared shard");
+        assert!(
+            o.seen >= start,
+            "reader saw {}: the counter wrapped",
+            o.seen
+        );
+        assert_eq!(o.total, u64::MAX);
     });
-    if gap.was_hit() {
-        println!("  (loom's modification-order gap was met and discounted, see the doc comment)");
-    }
-}
-
-/// WINDOW (documented in RELIABILITY.md): on the shared shard, `fetch_add` wraps first and
-/// the pinning store comes after, so a scrape between the two reads the wrapped (small)
-/// value once. The final value is still `u64::MAX` (previous test).
-#[test]
-fn shared_shard_reader_can_see_the_transient_wrap() {
-    let start = u64::MAX - 1;
-    let wrapped = Reached::new();
-    let w = wrapped.clone();
-    check(
-        "saturating add, shared shard: transient wrap",
-        TWIN_BOUND,
-        move || {
-            let o = run(&Run {
-                exclusive: 0,
-                how: HandOver::Mutex,
-                initial: vec![start],
-                writers: [(1, 1), (1, 2)],
-            });
-            if o.seen < start {
-                w.hit();
-            }
-        },
-    );
-    assert!(wrapped.was_hit(), "the transient wrap was not reachable");
 }
 
 /// Negative twin: with a relaxed hand-over instead of the mutex, the new owner can load a

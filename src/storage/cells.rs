@@ -172,10 +172,15 @@ impl ShardedCells {
     fn add_shared(slab: *mut AtomicU64, cell: usize, n: u64) {
         // SAFETY: callers pass `cell < len`.
         let c = unsafe { &*slab.add(cell) };
-        let old = c.fetch_add(n, Ordering::Relaxed);
-        if old.checked_add(n).is_none() {
-            // Wrapped: pin at the top. Racing writers can only push it back up here.
-            c.store(u64::MAX, Ordering::Relaxed);
+        // Saturating with a CAS loop: the value stored is never a wrapped one. (A `fetch_add`
+        // followed by a store pinning a wrapped result at the top let a scrape read the wrapped
+        // value in between; the loom model `shared_saturating_add_never_wraps` found it.) This
+        // is the fallback for threads beyond the exclusive shards, so a loop is affordable.
+        let mut v = c.load(Ordering::Relaxed);
+        while let Err(now) =
+            c.compare_exchange_weak(v, v.saturating_add(n), Ordering::Relaxed, Ordering::Relaxed)
+        {
+            v = now;
         }
     }
 

@@ -61,6 +61,10 @@ impl fmt::Debug for Counter {
 }
 
 /// An `i64` gauge series.
+///
+/// Writes are Release (on x86 the same instructions as Relaxed): a scrape that reads a value
+/// with Acquire then also sees the series' removal or its slot's re-admission that came before
+/// that value, and can tell a value from a series that is being replaced (see `snapshot.rs`).
 #[derive(Clone, Copy, Default, Debug)]
 pub struct Gauge {
     cell: Option<&'static AtomicU64>,
@@ -75,7 +79,7 @@ impl Gauge {
     #[inline]
     pub fn set(self, v: i64) {
         if let Some(c) = self.cell {
-            c.store(v as u64, Ordering::Relaxed);
+            c.store(v as u64, Ordering::Release);
         }
     }
 
@@ -83,7 +87,7 @@ impl Gauge {
     #[inline]
     pub fn add(self, delta: i64) {
         if let Some(c) = self.cell {
-            c.fetch_add(delta as u64, Ordering::Relaxed);
+            c.fetch_add(delta as u64, Ordering::Release);
         }
     }
 
@@ -93,7 +97,7 @@ impl Gauge {
     }
 }
 
-/// An `f64` gauge series.
+/// An `f64` gauge series. Writes are Release, as for [`Gauge`].
 #[derive(Clone, Copy, Default, Debug)]
 pub struct FloatGauge {
     cell: Option<&'static AtomicU64>,
@@ -108,7 +112,7 @@ impl FloatGauge {
     #[inline]
     pub fn set(self, v: f64) {
         if let Some(c) = self.cell {
-            c.store(v.to_bits(), Ordering::Relaxed);
+            c.store(v.to_bits(), Ordering::Release);
         }
     }
 
@@ -116,7 +120,7 @@ impl FloatGauge {
     #[inline]
     pub fn add(self, delta: f64) {
         if let Some(c) = self.cell {
-            let _ = c.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+            let _ = c.fetch_update(Ordering::Release, Ordering::Relaxed, |bits| {
                 Some((f64::from_bits(bits) + delta).to_bits())
             });
         }

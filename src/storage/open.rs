@@ -28,6 +28,22 @@ impl OpenView {
         self.fragments.get(slot as usize)?.as_deref()
     }
 
+    /// Whether `slot` holds the same admission in `self` and in `later` (a later view of the
+    /// same set): admitted in both by the same admission, or free in both. The overflow slot
+    /// (outside the view) always is.
+    ///
+    /// Each admission renders a fresh fragment, and a view keeps its fragments alive, so two
+    /// views hold the same fragment allocation exactly when no release and re-admission of
+    /// the slot came between them.
+    pub fn same_admission(&self, later: &OpenView, slot: u32) -> bool {
+        let slot = slot as usize;
+        match (self.fragments.get(slot), later.fragments.get(slot)) {
+            (Some(Some(a)), Some(Some(b))) => Arc::ptr_eq(a, b),
+            (Some(None), Some(None)) | (None, None) => true,
+            _ => false,
+        }
+    }
+
     /// Number of admitted values.
     pub fn len(&self) -> usize {
         self.map.len()

@@ -186,7 +186,9 @@ impl Store {
         let bit = (f.series_base + series.index) as usize;
         let mask = 1u64 << (bit % 64);
         let was = self.presence.as_slice()[bit / 64].fetch_and(!mask, Ordering::AcqRel) & mask != 0;
-        self.gauges.as_slice()[(f.cell_base + series.index) as usize].store(0, Ordering::Relaxed);
+        // Release, after the presence bit is cleared: a scrape that reads this 0 (Acquire)
+        // and then the presence word again sees the removal, and skips the series.
+        self.gauges.as_slice()[(f.cell_base + series.index) as usize].store(0, Ordering::Release);
         was
     }
 }
