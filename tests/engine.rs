@@ -113,7 +113,7 @@ fn counter_scrapes_during_increments_never_go_backwards_and_end_exact() {
 
 #[test]
 fn more_threads_than_exclusive_shards_stay_exact() {
-    // Threads beyond the exclusive shards share one shard with fetch_add.
+    // Threads beyond the exclusive shards share one shard (a compare-and-swap loop).
     let threads = shard::EXCLUSIVE_SHARDS + 36;
     const EACH: u64 = 2_000;
     let r = registry();
@@ -136,6 +136,59 @@ fn more_threads_than_exclusive_shards_stay_exact() {
         h.join().unwrap();
     }
     assert_eq!(c.get(), threads as u64 * EACH);
+}
+
+#[test]
+fn counters_saturate_on_every_shard_kind_and_never_read_lower() {
+    // All threads alive at once (some on the shared shard), each adding large amounts so the
+    // total passes u64::MAX many times over, while a reader checks that the sum it sees never
+    // goes down. (A single shard's transient wrap can hide behind another saturated shard
+    // here; the loom model `shared_saturating_add_never_wraps` checks the shared shard alone.)
+    let threads = shard::EXCLUSIVE_SHARDS + 16;
+    let r = registry();
+    let c = r.store().counter(GET_OK());
+    let start = Arc::new(Barrier::new(threads + 1));
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (start, done) = (Arc::clone(&start), Arc::clone(&done));
+        thread::spawn(move || {
+            start.wait();
+            let mut last = 0;
+            let mut reads = 0u64;
+            while !done.load(Ordering::Relaxed) {
+                let now = c.get();
+                assert!(now >= last, "counter went from {last} down to {now}");
+                last = now;
+                reads += 1;
+            }
+            reads
+        })
+    };
+    let writers: Vec<_> = (0..threads)
+        .map(|_| {
+            let start = Arc::clone(&start);
+            thread::spawn(move || {
+                c.inc();
+                start.wait();
+                for _ in 0..64 {
+                    c.inc_by(u64::MAX / 32);
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    done.store(true, Ordering::Relaxed);
+    assert!(reader.join().unwrap() > 0);
+    assert_eq!(c.get(), u64::MAX);
+    assert_eq!(
+        scrape(&r).get(
+            "elastickv_redis_requests_total",
+            &[("command", "GET"), ("outcome", "success")]
+        ),
+        Some(u64::MAX as f64)
+    );
 }
 
 #[test]
