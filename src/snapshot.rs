@@ -21,6 +21,23 @@ pub struct FamilySnapshot {
     pub values: Vec<u64>,
 }
 
+impl FamilySnapshot {
+    /// Keeps the series `keep` accepts (by series index) with their `per` values each, in
+    /// order, in place.
+    fn retain(&mut self, per: usize, mut keep: impl FnMut(u32) -> bool) {
+        let mut kept = 0;
+        for i in 0..self.series.len() {
+            if keep(self.series[i]) {
+                self.series[kept] = self.series[i];
+                self.values.copy_within(i * per..(i + 1) * per, kept * per);
+                kept += 1;
+            }
+        }
+        self.series.truncate(kept);
+        self.values.truncate(kept * per);
+    }
+}
+
 /// Values of every family of one registry at one moment.
 #[derive(Default)]
 pub struct Snapshot {
@@ -100,17 +117,10 @@ impl Snapshot {
                     // Gauge series can be removed (their value reset to 0) meanwhile. A value
                     // read after a removal is followed by a presence word without its bit:
                     // drop it rather than export the series being removed at 0.
-                    let mut kept = 0;
-                    for i in 0..snap.series.len() {
-                        let bit = first + snap.series[i] as usize;
-                        if presence[bit / 64].load(Ordering::Acquire) & (1 << (bit % 64)) != 0 {
-                            snap.series[kept] = snap.series[i];
-                            snap.values[kept] = snap.values[i];
-                            kept += 1;
-                        }
-                    }
-                    snap.series.truncate(kept);
-                    snap.values.truncate(kept);
+                    snap.retain(per, |s| {
+                        let bit = first + s as usize;
+                        presence[bit / 64].load(Ordering::Acquire) & (1 << (bit % 64)) != 0
+                    });
                 }
                 FamilyKind::Counter => {
                     debug_assert_eq!(per, 1);
@@ -140,25 +150,16 @@ impl Snapshot {
             }
             self.slots.resize(family.dims.len(), 0);
             let slots = &mut self.slots[..];
-            let per = family.cells_per_series as usize;
-            let mut kept = 0;
-            for i in 0..snap.series.len() {
-                family.label_indexes(snap.series[i], slots);
-                let same = family.dims.iter().zip(slots.iter()).all(|(d, &slot)| {
-                    let d = d.0 as usize;
-                    match (&self.views_before[d], &self.views[d]) {
-                        (Some(before), Some(after)) => before.same_admission(after, slot),
+            let (before, after) = (&self.views_before, &self.views);
+            snap.retain(family.cells_per_series as usize, |s| {
+                family.label_indexes(s, slots);
+                family.dims.iter().zip(slots.iter()).all(|(d, &slot)| {
+                    match (&before[d.0 as usize], &after[d.0 as usize]) {
+                        (Some(b), Some(a)) => b.same_admission(a, slot),
                         _ => true,
                     }
-                });
-                if same {
-                    snap.series[kept] = snap.series[i];
-                    snap.values.copy_within(i * per..(i + 1) * per, kept * per);
-                    kept += 1;
-                }
-            }
-            snap.series.truncate(kept);
-            snap.values.truncate(kept * per);
+                })
+            });
         }
         // Only the comparison needed them; holding them would keep freed labels alive.
         self.views_before.iter_mut().for_each(|v| *v = None);

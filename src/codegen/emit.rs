@@ -360,9 +360,17 @@ fn emit_enum(o: &mut String, d: &Domain, index: usize, values: &[String]) {
     }
     o.push_str("        /// The value with this exact (case-sensitive) label text.\n        #[allow(clippy::match_single_binding)]\n        #[inline]\n        pub fn from_label(s: &str) -> Option<Self> {\n            match s.len() {\n");
     for (len, group) in &by_len {
-        match len {
-            0..=8 => {
-                let _ = writeln!(o, "                {len} => match crate::manifest::schema::label_word(s.as_bytes()) {{");
+        let packer = match len {
+            0..=8 => Some("label_word"),
+            9..=16 => Some("label_words"),
+            _ => None,
+        };
+        match packer {
+            Some(packer) => {
+                let _ = writeln!(
+                    o,
+                    "                {len} => match crate::manifest::schema::{packer}(s.as_bytes()) {{"
+                );
                 for (v, name) in group {
                     let _ = writeln!(
                         o,
@@ -371,17 +379,7 @@ fn emit_enum(o: &mut String, d: &Domain, index: usize, values: &[String]) {
                     );
                 }
             }
-            9..=16 => {
-                let _ = writeln!(o, "                {len} => match crate::manifest::schema::label_words(s.as_bytes()) {{");
-                for (v, name) in group {
-                    let _ = writeln!(
-                        o,
-                        "                    {:#x} => Some(Self::{name}), // {v:?}",
-                        word_key(v)
-                    );
-                }
-            }
-            _ => {
+            None => {
                 let _ = writeln!(o, "                {len} => match s {{");
                 for (v, name) in group {
                     let _ = writeln!(o, "                    {v:?} => Some(Self::{name}),");
