@@ -1,7 +1,9 @@
 //! Cost per request of the elastickv request observers, each next to its peers measured in the
 //! same run: a raw relaxed `AtomicU64::fetch_add` (the physical floor of "count something"),
-//! and for the Redis observation the `prometheus` crate doing what client_golang-style code
-//! does per request (`with_label_values` on a `CounterVec` and a `HistogramVec`).
+//! and the `prometheus` crate doing what client_golang-style code does per request: the same
+//! series of the same families, resolved with `with_label_values` and updated (the series and
+//! buckets each observer touches for the report the bench passes; no normalisation or label
+//! budgets, which only our side does, except in the Redis `normalise+labels` row).
 //!
 //! Run: `cargo bench --bench surface -- --warm-up-time 1 --measurement-time 2`.
 
@@ -16,7 +18,7 @@ use elastickv_metrics::elastickv::lua::LuaScriptReport;
 use elastickv_metrics::elastickv::redis::RedisRequestReport;
 use elastickv_metrics::manifest::domain::RedisCommand;
 use elastickv_metrics::Registry;
-use prometheus::{CounterVec, HistogramOpts, HistogramVec, Opts};
+use prometheus::{CounterVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts};
 
 /// The floor every row is compared with: one relaxed atomic increment.
 fn atomic_floor(c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
@@ -25,6 +27,30 @@ fn atomic_floor(c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::Wa
         b.iter(|| black_box(&cell).fetch_add(1, Ordering::Relaxed))
     });
 }
+
+/// A `prometheus` histogram vector with the manifest's buckets.
+fn prom_histogram(name: &str, buckets: &[f64], labels: &[&str]) -> HistogramVec {
+    HistogramVec::new(
+        HistogramOpts::new(name, name).buckets(buckets.to_vec()),
+        labels,
+    )
+    .expect("valid histogram")
+}
+
+/// A `prometheus` counter vector.
+fn prom_counter(name: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, name), labels).expect("valid counter")
+}
+
+const DURATION_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0,
+];
+const SIZE_BUCKETS: [f64; 9] = [
+    128.0, 512.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 524288.0, 1048576.0,
+];
+const LUA_DURATION_BUCKETS: [f64; 12] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0,
+];
 
 fn redis_report(command: &[u8], unsupported: bool) -> RedisRequestReport<'_> {
     RedisRequestReport {
@@ -139,9 +165,61 @@ fn dynamodb(c: &mut Criterion) {
         tables: &["orders"],
         table_metrics: Some(&metrics),
     };
+    // The peer: the six series the observer touches for this report.
+    let requests = prom_counter(
+        "elastickv_dynamodb_requests_total",
+        &["operation", "outcome"],
+    );
+    let duration = prom_histogram(
+        "elastickv_dynamodb_request_duration_seconds",
+        &DURATION_BUCKETS,
+        &["operation", "outcome"],
+    );
+    let request_size = prom_histogram(
+        "elastickv_dynamodb_request_size_bytes",
+        &SIZE_BUCKETS,
+        &["operation"],
+    );
+    let response_size = prom_histogram(
+        "elastickv_dynamodb_response_size_bytes",
+        &SIZE_BUCKETS,
+        &["operation", "outcome"],
+    );
+    let table_requests = prom_counter(
+        "elastickv_dynamodb_table_requests_total",
+        &["operation", "table", "outcome"],
+    );
+    let written = prom_counter(
+        "elastickv_dynamodb_written_items_total",
+        &["operation", "table"],
+    );
     let mut g = c.benchmark_group("dynamodb_request");
     g.bench_function("elastickv/one_table", |b| {
         b.iter(|| dynamodb.observe_request(black_box(&report)))
+    });
+    g.bench_function("prometheus/one_table", |b| {
+        b.iter(|| {
+            let r = black_box(&report);
+            let outcome = "success";
+            requests.with_label_values(&[r.operation, outcome]).inc();
+            duration
+                .with_label_values(&[r.operation, outcome])
+                .observe(r.duration.as_secs_f64());
+            request_size
+                .with_label_values(&[r.operation])
+                .observe(r.request_bytes as f64);
+            response_size
+                .with_label_values(&[r.operation, outcome])
+                .observe(r.response_bytes as f64);
+            for (table, m) in r.table_metrics.unwrap_or(&[]) {
+                table_requests
+                    .with_label_values(&[r.operation, table, outcome])
+                    .inc();
+                written
+                    .with_label_values(&[r.operation, table])
+                    .inc_by(m.written_items as u64);
+            }
+        })
     });
     atomic_floor(&mut g);
     g.finish();
@@ -158,17 +236,68 @@ fn lua(c: &mut Criterion) {
         conflict_retries: 0,
         is_error: false,
     };
+    // The peer: the five histograms, four of them by outcome.
+    let exec = prom_histogram(
+        "elastickv_lua_exec_duration_seconds",
+        &LUA_DURATION_BUCKETS,
+        &["outcome"],
+    );
+    let call = prom_histogram(
+        "elastickv_lua_redis_call_duration_seconds",
+        &LUA_DURATION_BUCKETS,
+        &["outcome"],
+    );
+    let calls = prom_histogram(
+        "elastickv_lua_redis_call_count",
+        &[
+            0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0,
+        ],
+        &["outcome"],
+    );
+    let commit = prom_histogram(
+        "elastickv_lua_commit_duration_seconds",
+        &LUA_DURATION_BUCKETS,
+        &["outcome"],
+    );
+    let retries = Histogram::with_opts(
+        HistogramOpts::new("elastickv_lua_conflict_retries", "retries")
+            .buckets(vec![0.0, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0]),
+    )
+    .expect("valid histogram");
     let mut g = c.benchmark_group("lua_script");
     g.bench_function("elastickv/report", |b| {
         b.iter(|| lua.observe(black_box(&report)))
+    });
+    g.bench_function("prometheus/report", |b| {
+        b.iter(|| {
+            let r = black_box(&report);
+            let outcome = if r.is_error { "error" } else { "success" };
+            exec.with_label_values(&[outcome])
+                .observe(r.lua_exec_duration.as_secs_f64());
+            call.with_label_values(&[outcome])
+                .observe(r.redis_call_duration.as_secs_f64());
+            calls
+                .with_label_values(&[outcome])
+                .observe(r.redis_call_count as f64);
+            commit
+                .with_label_values(&[outcome])
+                .observe(r.commit_duration.as_secs_f64());
+            retries.observe(r.conflict_retries as f64);
+        })
     });
     atomic_floor(&mut g);
     g.finish();
 
     let zscore = registry.lua_fast_path_observer().for_command("zscore");
+    // The peer: a counter resolved once per command, as the reference's bundles are.
+    let fastpath = prom_counter("elastickv_lua_cmd_fastpath_total", &["cmd", "outcome"]);
+    let zscore_hit = fastpath.with_label_values(&["zscore", "hit"]);
     let mut g = c.benchmark_group("lua_fastpath");
     g.bench_function("elastickv/hit", |b| {
         b.iter(|| black_box(&zscore).observe_hit())
+    });
+    g.bench_function("prometheus/hit", |b| {
+        b.iter(|| black_box(&zscore_hit).inc())
     });
     atomic_floor(&mut g);
     g.finish();
@@ -177,9 +306,16 @@ fn lua(c: &mut Criterion) {
 fn lease(c: &mut Criterion) {
     let registry = Registry::new("n1", "10.0.0.1:50051");
     let lease = registry.lease_read_observer();
+    let lease_reads = prom_counter("elastickv_lease_read_total", &["outcome"]);
     let mut g = c.benchmark_group("lease_read");
     g.bench_function("elastickv/hit", |b| {
         b.iter(|| lease.observe(black_box(true)))
+    });
+    g.bench_function("prometheus/hit", |b| {
+        b.iter(|| {
+            let outcome = if black_box(true) { "hit" } else { "miss" };
+            lease_reads.with_label_values(&[outcome]).inc()
+        })
     });
     atomic_floor(&mut g);
     g.finish();
