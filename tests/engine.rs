@@ -446,11 +446,8 @@ fn histogram_invariants_hold_on_thousands_of_scrapes_during_observation() {
         let out = r.render(format);
         // The parsers reject any scrape whose buckets are not cumulative or whose `_count`
         // differs from the `+Inf` bucket.
-        let e = match format {
-            Format::Text => exposition::parse_text(&out),
-            Format::OpenMetrics => exposition::parse_openmetrics(&out),
-        }
-        .unwrap_or_else(|e| panic!("scrape {n}: {e}"));
+        let e = exposition::parse_as(format == Format::OpenMetrics, &out)
+            .unwrap_or_else(|e| panic!("scrape {n}: {e}"));
         let count = e
             .get("elastickv_redis_request_duration_seconds_count", &[])
             .unwrap();

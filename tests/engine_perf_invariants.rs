@@ -380,11 +380,8 @@ fn node_scrape_parses_and_carries_every_series_and_value() {
     let r = node();
     for format in [Format::Text, Format::OpenMetrics] {
         let text = r.render(format);
-        let e = match format {
-            Format::Text => exposition::parse_text(&text),
-            Format::OpenMetrics => exposition::parse_openmetrics(&text),
-        }
-        .unwrap_or_else(|err| panic!("{format:?} scrape does not parse: {err}"));
+        let e = exposition::parse_as(format == Format::OpenMetrics, &text)
+            .unwrap_or_else(|err| panic!("{format:?} scrape does not parse: {err}"));
         let node = [("node_id", "n1"), ("node_address", "10.0.0.1:50051")];
         let with = |extra: &[(&'static str, &'static str)]| {
             let mut v = extra.to_vec();

@@ -246,11 +246,8 @@ pub fn check(registry: &Registry, data: &[u8]) {
 }
 
 fn parse(format: Format, rendered: &str) -> Exposition {
-    let parsed = match format {
-        Format::Text => exposition::parse_text(rendered),
-        Format::OpenMetrics => exposition::parse_openmetrics(rendered),
-    };
-    parsed.unwrap_or_else(|e| panic!("{format:?} exposition does not parse: {e}\n{rendered}"))
+    exposition::parse_as(format == Format::OpenMetrics, rendered)
+        .unwrap_or_else(|e| panic!("{format:?} exposition does not parse: {e}\n{rendered}"))
 }
 
 /// A label's value, empty when absent (Prometheus does not tell the two apart).

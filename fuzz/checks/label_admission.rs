@@ -196,11 +196,8 @@ fn scrape(registry: &Registry, format: Format) -> Exposition {
     );
     encode::finish(format, &mut out);
     let rendered = String::from_utf8(out).expect("the exposition is UTF-8");
-    let parsed = match format {
-        Format::Text => exposition::parse_text(&rendered),
-        Format::OpenMetrics => exposition::parse_openmetrics(&rendered),
-    };
-    parsed.unwrap_or_else(|e| panic!("{format:?} exposition does not parse: {e}"))
+    exposition::parse_as(format == Format::OpenMetrics, &rendered)
+        .unwrap_or_else(|e| panic!("{format:?} exposition does not parse: {e}"))
 }
 
 /// Distinct values of `label` (but `_other`) over the samples of the families `keep` selects.

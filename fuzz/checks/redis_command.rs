@@ -173,11 +173,8 @@ fn counters(registry: &Registry) -> Exposition {
 /// The whole exposition in `format`, parsed strictly.
 fn scrape(registry: &Registry, format: Format) -> Exposition {
     let rendered = registry.render(format);
-    let parsed = match format {
-        Format::Text => exposition::parse_text(&rendered),
-        Format::OpenMetrics => exposition::parse_openmetrics(&rendered),
-    };
-    parsed.unwrap_or_else(|e| panic!("{format:?} exposition does not parse: {e}\n{rendered}"))
+    exposition::parse_as(format == Format::OpenMetrics, &rendered)
+        .unwrap_or_else(|e| panic!("{format:?} exposition does not parse: {e}\n{rendered}"))
 }
 
 /// The value of the one sample named `name` whose labels include `labels` (0 if absent).

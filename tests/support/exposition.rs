@@ -95,6 +95,16 @@ pub fn parse_openmetrics(input: &str) -> Result<Exposition, String> {
     Parser::new(Dialect::OpenMetrics).run(&lines[..eof])
 }
 
+/// Parses an OpenMetrics 1.0 exposition if `openmetrics`, else a text 0.0.4 one (callers
+/// pass `format == Format::OpenMetrics`; this file stays free of the crate under test).
+pub fn parse_as(openmetrics: bool, input: &str) -> Result<Exposition, String> {
+    if openmetrics {
+        parse_openmetrics(input)
+    } else {
+        parse_text(input)
+    }
+}
+
 impl Exposition {
     /// The family with this name (OpenMetrics counters: the name without `_total`).
     pub fn family(&self, name: &str) -> Option<&Family> {
