@@ -269,17 +269,20 @@ fn shared_shard_adds_are_exact() {
     });
 }
 
-/// Saturation on an exclusive shard handed over: never wraps, never seen below the start.
-#[test]
-fn exclusive_saturating_add_never_wraps() {
-    let start = u64::MAX - 2;
-    check("saturating add, exclusive shard", BOUND, move || {
+/// Starts one shard at `start`, lets two writers add past `u64::MAX`, and checks that the
+/// reader never sees less than the start (no wrap, even for an instant) and that the cell ends
+/// pinned at `u64::MAX`.
+fn check_saturation(name: &str, exclusive: u32, start: u64, writers: [(u64, u64); 2]) {
+    check(name, BOUND, move || {
         let o = run(&Run {
-            exclusive: 1,
+            exclusive,
             how: HandOver::Mutex,
             initial: vec![start],
-            writers: [(1, 2), (1, 2)],
+            writers,
         });
+        if exclusive == 0 {
+            assert_eq!(o.shards, [0, 0], "both writers use the shared shard");
+        }
         assert!(
             o.seen >= start,
             "reader saw {}: the counter wrapped",
@@ -289,28 +292,28 @@ fn exclusive_saturating_add_never_wraps() {
     });
 }
 
-/// Saturation on the shared shard, near the top where the CAS loop runs: never wraps (a
-/// reader never sees less than the start) and ends pinned at `u64::MAX`. (Before the CAS loop,
-/// `fetch_add` wrapped first and a store pinned the value after it, so a reader in between saw
-/// the wrapped value once; this model found that window.)
+/// Saturation on an exclusive shard handed over.
+#[test]
+fn exclusive_saturating_add_never_wraps() {
+    check_saturation(
+        "saturating add, exclusive shard",
+        1,
+        u64::MAX - 2,
+        [(1, 2), (1, 2)],
+    );
+}
+
+/// Saturation on the shared shard, where the CAS loop runs. (Before the CAS loop, `fetch_add`
+/// wrapped first and a store pinned the value after it, so a reader in between saw the
+/// wrapped value once; this model found that window.)
 #[test]
 fn shared_saturating_add_never_wraps() {
-    let start = u64::MAX - 1;
-    check("saturating add, shared shard", BOUND, move || {
-        let o = run(&Run {
-            exclusive: 0,
-            how: HandOver::Mutex,
-            initial: vec![start],
-            writers: [(1, 1), (1, 2)],
-        });
-        assert_eq!(o.shards, [0, 0], "both writers use the shared shard");
-        assert!(
-            o.seen >= start,
-            "reader saw {}: the counter wrapped",
-            o.seen
-        );
-        assert_eq!(o.total, u64::MAX);
-    });
+    check_saturation(
+        "saturating add, shared shard",
+        0,
+        u64::MAX - 1,
+        [(1, 1), (1, 2)],
+    );
 }
 
 /// Negative twin: with a relaxed hand-over instead of the mutex, the new owner can load a
