@@ -3,9 +3,7 @@
 //!
 //! `BLESS=1 cargo test --test codegen` rewrites the golden files after an intended change.
 
-#[allow(dead_code)]
-#[path = "../src/codegen/mod.rs"]
-mod codegen;
+use static_metrics_build as codegen;
 
 use std::path::Path;
 

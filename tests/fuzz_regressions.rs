@@ -5,9 +5,7 @@
 //! (`crash-…`), so every behaviour the fuzzer reached stays covered by `cargo test`. See
 //! RELIABILITY.md ("Fuzzing") for the targets and how to run them.
 
-#[allow(dead_code)]
-#[path = "../src/codegen/mod.rs"]
-mod codegen;
+use static_metrics_build as codegen;
 #[path = "support/exposition.rs"]
 mod exposition;
 

@@ -1,4 +1,4 @@
-//! Fuzz target `manifest`: the manifest validator and generator (`src/codegen`) on arbitrary
+//! Fuzz target `manifest`: the manifest validator and generator (`static-metrics-build`) on arbitrary
 //! text, and on mutations of the real `metrics.toml` (the seed of its corpus).
 //!
 //! `generate` must never panic. A manifest it rejects gets at least one diagnostic, and every

@@ -2,9 +2,7 @@
 #![no_main]
 
 // The generator exactly as `build.rs` compiles it.
-#[allow(dead_code)]
-#[path = "../../src/codegen/mod.rs"]
-mod codegen;
+use static_metrics_build as codegen;
 #[path = "../checks/manifest.rs"]
 mod manifest;
 

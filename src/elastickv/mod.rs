@@ -8,6 +8,7 @@
 mod delta;
 pub mod dispatch;
 pub mod dynamodb;
+mod exposition;
 pub mod lease;
 pub mod lua;
 pub mod pebble;

@@ -1,10 +1,9 @@
 //! The per-node registry: storage for every family of the manifest plus the elastickv
 //! observers and collectors built on it.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
-use crate::encode::{self, Encoder, Format};
-use crate::manifest::schema::FamilyDesc;
+use crate::encode::Format;
 use crate::manifest::{family, SCHEMA};
 use crate::snapshot::Snapshot;
 use crate::storage::Store;
@@ -19,22 +18,12 @@ use super::redis::RedisObserver;
 use super::sqs::{SqsDepthObserver, SqsMetrics};
 use super::write_conflict::WriteConflictCollector;
 
-/// Buffers one scrape reuses; a few are pooled so concurrent scrapes do not wait for each other.
-struct ScrapeBuffers {
-    snapshot: Snapshot,
-    encoder: Encoder,
-}
-
-const POOLED_SCRAPE_BUFFERS: usize = 4;
-
 struct Inner {
     /// False for [`Registry::disabled`]: every accessor hands out no-op handles.
     enabled: bool,
     store: &'static Store,
-    node_id: String,
-    node_address: String,
-    const_labels: String,
-    scrape_pool: Mutex<Vec<ScrapeBuffers>>,
+    /// The engine's registry of `metrics.toml`: storage, constant labels, scrape buffers.
+    metrics: static_metrics::Registry,
     dispatch: OnceLock<DispatchCollector>,
     pebble: OnceLock<PebbleCollector>,
     write_conflict: OnceLock<WriteConflictCollector>,
@@ -99,22 +88,12 @@ impl Registry {
     }
 
     fn build(node_id: &str, node_address: &str, enabled: bool) -> Registry {
-        let store = Store::new(&SCHEMA);
-        let mut const_labels = Vec::new();
-        for (i, (name, value)) in SCHEMA
-            .const_labels
-            .iter()
-            .zip([node_id, node_address])
-            .enumerate()
-        {
-            if i > 0 {
-                const_labels.push(b',');
-            }
-            const_labels.extend_from_slice(name.as_bytes());
-            const_labels.extend_from_slice(b"=\"");
-            crate::format::escape::write_label_value(&mut const_labels, value);
-            const_labels.push(b'"');
-        }
+        let metrics = if enabled {
+            crate::manifest::registry(node_id, node_address)
+        } else {
+            static_metrics::Registry::disabled(&SCHEMA)
+        };
+        let store = metrics.store();
         if enabled {
             // The one unlabelled family exists from the start, as in the reference.
             store.histogram(family::elastickv_lua_conflict_retries());
@@ -123,10 +102,7 @@ impl Registry {
             inner: Arc::new(Inner {
                 enabled,
                 store,
-                node_id: node_id.to_string(),
-                node_address: node_address.to_string(),
-                const_labels: String::from_utf8(const_labels).expect("escaping keeps UTF-8"),
-                scrape_pool: Mutex::new(Vec::new()),
+                metrics,
                 dispatch: OnceLock::new(),
                 pebble: OnceLock::new(),
                 write_conflict: OnceLock::new(),
@@ -146,12 +122,12 @@ impl Registry {
 
     /// The `node_id` label value.
     pub fn node_id(&self) -> &str {
-        &self.inner.node_id
+        self.inner.metrics.const_value(0).unwrap_or_default()
     }
 
     /// The `node_address` label value.
     pub fn node_address(&self) -> &str {
-        &self.inner.node_address
+        self.inner.metrics.const_value(1).unwrap_or_default()
     }
 
     /// Low-level access to the cells, for code that resolves series itself with the generated
@@ -160,61 +136,31 @@ impl Registry {
         self.inner.store
     }
 
+    /// The engine's registry underneath: the generic API (series resolution, encoding into a
+    /// caller's buffer) every manifest's registry has.
+    pub fn metrics(&self) -> &static_metrics::Registry {
+        &self.inner.metrics
+    }
+
     /// Appends the exposition of every family in `format` to `out`, without the closing
-    /// `# EOF` of OpenMetrics (see [`encode::finish`]).
+    /// `# EOF` of OpenMetrics (see [`encode::finish`](crate::encode::finish)).
     pub fn encode(&self, format: Format, out: &mut Vec<u8>) {
-        self.encode_where(format, |_| true, out);
+        self.inner.metrics.encode(format, out);
     }
 
     /// Like [`encode`](Self::encode), for the families whose name `keep` accepts.
-    pub fn encode_where(
-        &self,
-        format: Format,
-        mut keep: impl FnMut(&str) -> bool,
-        out: &mut Vec<u8>,
-    ) {
-        if !self.inner.enabled {
-            return;
-        }
-        let pooled = self
-            .inner
-            .scrape_pool
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop();
-        let mut buffers = pooled.unwrap_or_else(|| ScrapeBuffers {
-            snapshot: Snapshot::new(),
-            encoder: Encoder::new(),
-        });
-        buffers
-            .snapshot
-            .capture_where(self.inner.store, |f: &FamilyDesc| keep(f.name));
-        buffers
-            .encoder
-            .encode(&buffers.snapshot, &self.inner.const_labels, format, out);
-        let mut pool = self
-            .inner
-            .scrape_pool
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if pool.len() < POOLED_SCRAPE_BUFFERS {
-            pool.push(buffers);
-        }
+    pub fn encode_where(&self, format: Format, keep: impl FnMut(&str) -> bool, out: &mut Vec<u8>) {
+        self.inner.metrics.encode_where(format, keep, out);
     }
 
     /// The complete exposition as a string (with `# EOF` for OpenMetrics).
     pub fn render(&self, format: Format) -> String {
-        let mut out = Vec::new();
-        self.encode(format, &mut out);
-        encode::finish(format, &mut out);
-        String::from_utf8(out).expect("the exposition is UTF-8")
+        self.inner.metrics.render(format)
     }
 
     /// A point-in-time copy of every series, for tests and custom exporters.
     pub fn snapshot(&self) -> Snapshot {
-        let mut snapshot = Snapshot::new();
-        snapshot.capture(self.inner.store);
-        snapshot
+        self.inner.metrics.snapshot()
     }
 
     /// The Redis request observer. Its state (the 32-name unsupported-command budget) lives
@@ -346,8 +292,8 @@ impl Registry {
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registry")
-            .field("node_id", &self.inner.node_id)
-            .field("node_address", &self.inner.node_address)
+            .field("node_id", &self.node_id())
+            .field("node_address", &self.node_address())
             .finish_non_exhaustive()
     }
 }

@@ -1,16 +1,15 @@
-//! Layer 1: the manifest. `metrics.toml` compiled by `build.rs` into static tables
-//! ([`SCHEMA`]), one enum per closed label domain ([`domain`]) and one `const fn` per family
-//! that names a series ([`family`]).
+//! Layer 1: the manifest. `metrics.toml` compiled by `build.rs` (with `static-metrics-build`)
+//! into static tables ([`SCHEMA`]), one enum per closed label domain ([`domain`]) and one
+//! `const fn` per family that names a series ([`family`]).
 
-pub mod schema;
+pub use static_metrics::schema;
 
 #[allow(clippy::all, missing_docs)]
 mod generated {
-    include!(concat!(env!("OUT_DIR"), "/metrics.rs"));
+    static_metrics::include_metrics!();
 }
 
-pub use generated::{domain, family, SCHEMA};
-
+pub use generated::{domain, family, registry, SCHEMA};
 #[cfg(test)]
 mod tests {
     use super::domain::*;

@@ -1,0 +1,197 @@
+//! Layer 3: a point-in-time copy of the values an encoder needs.
+//!
+//! A [`Snapshot`] is reusable: [`Snapshot::capture`] refills the same vectors, so a scraper
+//! that keeps one allocates nothing once its buffers have grown to the registry's size.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::schema::{DomainKind, FamilyDesc, FamilyKind, Schema};
+use crate::storage::{OpenView, Store};
+
+/// The present series of one family and their values.
+#[derive(Default, Debug, Clone)]
+pub struct FamilySnapshot {
+    /// Series indexes, ascending.
+    pub series: Vec<u32>,
+    /// `cells_per_series` values per series, in the order of `series`. Counters: the count.
+    /// Gauges: the raw bits (`i64` or `f64`). Histograms: per-bucket counts (not cumulative),
+    /// the `+Inf` bucket's own count, then the 128-bit sum in storage units as its low and
+    /// high words.
+    pub values: Vec<u64>,
+}
+
+impl FamilySnapshot {
+    /// Keeps the series `keep` accepts (by series index) with their `per` values each, in
+    /// order, in place.
+    fn retain(&mut self, per: usize, mut keep: impl FnMut(u32) -> bool) {
+        let mut kept = 0;
+        for i in 0..self.series.len() {
+            if keep(self.series[i]) {
+                self.series[kept] = self.series[i];
+                self.values.copy_within(i * per..(i + 1) * per, kept * per);
+                kept += 1;
+            }
+        }
+        self.series.truncate(kept);
+        self.values.truncate(kept * per);
+    }
+}
+
+/// Values of every family of one registry at one moment.
+#[derive(Default)]
+pub struct Snapshot {
+    schema: Option<&'static Schema>,
+    families: Vec<FamilySnapshot>,
+    views: Vec<Option<Arc<OpenView>>>,
+    /// The views of the removable domains as they were before anything else was read (see
+    /// [`Snapshot::capture_where`]); released at the end of the capture.
+    views_before: Vec<Option<Arc<OpenView>>>,
+    /// Scratch: one series index split into its label indexes.
+    slots: Vec<u32>,
+}
+
+impl Snapshot {
+    /// An empty snapshot; fill it with [`capture`](Self::capture).
+    pub fn new() -> Snapshot {
+        Snapshot::default()
+    }
+
+    /// Copies every present series of `store`.
+    pub fn capture(&mut self, store: &Store) {
+        self.capture_where(store, |_| true);
+    }
+
+    /// Copies the present series of the families `keep` accepts; the others are left empty.
+    pub fn capture_where(&mut self, store: &Store, mut keep: impl FnMut(&FamilyDesc) -> bool) {
+        let schema = store.schema();
+        self.schema = Some(schema);
+        // A removable domain's slot can be freed and given to another value while this runs.
+        // Its views are loaded before and after everything else, and a series whose slot did
+        // not keep the same admission in both is skipped: its value may belong to either label.
+        // (It was admitted or replaced during the scrape, so leaving it out is a state that
+        // really existed for it; the next scrape shows it.)
+        load_views(store, &mut self.views_before, true);
+        self.families
+            .resize_with(schema.families.len(), Default::default);
+        let presence = store.presence_words();
+        // The shard slabs are listed once: each series then sums over the slabs that exist
+        // instead of probing every shard slot.
+        let slabs = store.shards().live();
+        for (family, snap) in schema.families.iter().zip(self.families.iter_mut()) {
+            snap.series.clear();
+            snap.values.clear();
+            if !keep(family) {
+                continue;
+            }
+            let first = family.series_base as usize;
+            let end = first + family.series as usize;
+            let mut bit = first;
+            while bit < end {
+                let word_index = bit / 64;
+                // Acquire pairs with the release in `Store::mark`: seeing a series' bit means
+                // seeing the open-label views published before it was resolved.
+                let mut word = presence[word_index].load(Ordering::Acquire);
+                word &= u64::MAX << (bit % 64);
+                let word_end = (word_index + 1) * 64;
+                if word_end > end {
+                    word &= u64::MAX >> (word_end - end);
+                }
+                while word != 0 {
+                    let b = word_index * 64 + word.trailing_zeros() as usize;
+                    snap.series.push((b - first) as u32);
+                    word &= word - 1;
+                }
+                bit = word_end;
+            }
+            let per = family.cells_per_series as usize;
+            match family.kind {
+                FamilyKind::Gauge(_) => {
+                    let cells = store.gauge_cells();
+                    for &s in &snap.series {
+                        let cell = &cells[(family.cell_base + s) as usize];
+                        // Acquire pairs with the gauge writes (Release): a value read here
+                        // comes with the removal or re-admission that preceded it.
+                        snap.values.push(cell.load(Ordering::Acquire));
+                    }
+                    // Gauge series can be removed (their value reset to 0) meanwhile. A value
+                    // read after a removal is followed by a presence word without its bit:
+                    // drop it rather than export the series being removed at 0.
+                    snap.retain(per, |s| {
+                        let bit = first + s as usize;
+                        presence[bit / 64].load(Ordering::Acquire) & (1 << (bit % 64)) != 0
+                    });
+                }
+                FamilyKind::Counter => {
+                    debug_assert_eq!(per, 1);
+                    let base = family.cell_base as usize;
+                    snap.values
+                        .extend(snap.series.iter().map(|&s| slabs.sum(base + s as usize)));
+                }
+                FamilyKind::Histogram(_) => {
+                    snap.values.resize(snap.series.len() * per, 0);
+                    for (&s, out) in snap.series.iter().zip(snap.values.chunks_exact_mut(per)) {
+                        let first_cell = (family.cell_base + s * family.cells_per_series) as usize;
+                        slabs.sum_histogram_into(first_cell, out);
+                    }
+                }
+            }
+        }
+        // Views are loaded after the presence bits, so every admitted slot seen above has its
+        // label fragment here. A slot freed meanwhile has none and its series is skipped.
+        load_views(store, &mut self.views, false);
+        for (family, snap) in schema.families.iter().zip(self.families.iter_mut()) {
+            if !family
+                .dims
+                .iter()
+                .any(|d| self.views_before[d.0 as usize].is_some())
+            {
+                continue;
+            }
+            self.slots.resize(family.dims.len(), 0);
+            let slots = &mut self.slots[..];
+            let (before, after) = (&self.views_before, &self.views);
+            snap.retain(family.cells_per_series as usize, |s| {
+                family.label_indexes(s, slots);
+                family.dims.iter().zip(slots.iter()).all(|(d, &slot)| {
+                    match (&before[d.0 as usize], &after[d.0 as usize]) {
+                        (Some(b), Some(a)) => b.same_admission(a, slot),
+                        _ => true,
+                    }
+                })
+            });
+        }
+        // Only the comparison needed them; holding them would keep freed labels alive.
+        self.views_before.iter_mut().for_each(|v| *v = None);
+    }
+
+    /// The schema of the captured store, if anything was captured.
+    pub fn schema(&self) -> Option<&'static Schema> {
+        self.schema
+    }
+
+    /// The captured series of family number `index`.
+    pub fn family(&self, index: usize) -> Option<&FamilySnapshot> {
+        self.families.get(index)
+    }
+
+    /// The view of open domain number `index` at capture time.
+    pub fn view(&self, index: usize) -> Option<&OpenView> {
+        self.views.get(index)?.as_deref()
+    }
+}
+
+/// Loads the current view of every open domain into `out` (indexed by domain), or only of the
+/// removable ones if `removable_only`; `None` for the others.
+fn load_views(store: &Store, out: &mut Vec<Option<Arc<OpenView>>>, removable_only: bool) {
+    let schema = store.schema();
+    out.clear();
+    for (i, domain) in schema.domains.iter().enumerate() {
+        out.push(match domain.kind {
+            DomainKind::Open { removable, .. } if removable || !removable_only => store
+                .open_set(crate::schema::DomainId(i as u16))
+                .map(|set| set.view()),
+            _ => None,
+        });
+    }
+}

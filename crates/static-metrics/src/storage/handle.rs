@@ -1,0 +1,306 @@
+//! Pre-resolved handles: `Copy`, infallible, one atomic operation (or a relaxed load and
+//! store on the caller's own shard) per observation.
+//!
+//! The `Default` value of every handle is a no-op: it drops samples silently, which is what a
+//! caller without a registry gets.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::cells::ShardedCells;
+use crate::schema::{HistogramDesc, HistogramValue};
+
+/// A monotonic `u64` counter series.
+#[derive(Clone, Copy, Default)]
+pub struct Counter {
+    cells: Option<&'static ShardedCells>,
+    cell: u32,
+}
+
+impl Counter {
+    pub(crate) fn new(cells: &'static ShardedCells, cell: u32) -> Counter {
+        Counter {
+            cells: Some(cells),
+            cell,
+        }
+    }
+
+    /// Adds one.
+    #[inline]
+    pub fn inc(self) {
+        self.inc_by(1);
+    }
+
+    /// Adds `n`.
+    #[inline]
+    pub fn inc_by(self, n: u64) {
+        if let Some(cells) = self.cells {
+            cells.add(self.cell as usize, n);
+        }
+    }
+
+    /// The current value (the sum over every thread's shard); 0 for a no-op handle.
+    pub fn get(self) -> u64 {
+        self.cells.map_or(0, |c| c.sum(self.cell as usize))
+    }
+
+    /// Whether this handle records anything.
+    pub fn is_noop(self) -> bool {
+        self.cells.is_none()
+    }
+}
+
+impl fmt::Debug for Counter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Counter")
+            .field("cell", &self.cell)
+            .field("noop", &self.is_noop())
+            .finish()
+    }
+}
+
+/// An `i64` gauge series.
+///
+/// Writes are Release (on x86 the same instructions as Relaxed): a scrape that reads a value
+/// with Acquire then also sees the series' removal or its slot's re-admission that came before
+/// that value, and can tell a value from a series that is being replaced (see `snapshot.rs`).
+#[derive(Clone, Copy, Default, Debug)]
+pub struct Gauge {
+    cell: Option<&'static AtomicU64>,
+}
+
+impl Gauge {
+    pub(crate) fn new(cell: &'static AtomicU64) -> Gauge {
+        Gauge { cell: Some(cell) }
+    }
+
+    /// Sets the value.
+    #[inline]
+    pub fn set(self, v: i64) {
+        if let Some(c) = self.cell {
+            c.store(v as u64, Ordering::Release);
+        }
+    }
+
+    /// Adds `delta` (wrapping).
+    #[inline]
+    pub fn add(self, delta: i64) {
+        if let Some(c) = self.cell {
+            c.fetch_add(delta as u64, Ordering::Release);
+        }
+    }
+
+    /// The current value; 0 for a no-op handle.
+    pub fn get(self) -> i64 {
+        self.cell.map_or(0, |c| c.load(Ordering::Relaxed) as i64)
+    }
+}
+
+/// An `f64` gauge series. Writes are Release, as for [`Gauge`].
+#[derive(Clone, Copy, Default, Debug)]
+pub struct FloatGauge {
+    cell: Option<&'static AtomicU64>,
+}
+
+impl FloatGauge {
+    pub(crate) fn new(cell: &'static AtomicU64) -> FloatGauge {
+        FloatGauge { cell: Some(cell) }
+    }
+
+    /// Sets the value.
+    #[inline]
+    pub fn set(self, v: f64) {
+        if let Some(c) = self.cell {
+            c.store(v.to_bits(), Ordering::Release);
+        }
+    }
+
+    /// Adds `delta` (a compare-and-swap loop: floats have no atomic add).
+    #[inline]
+    pub fn add(self, delta: f64) {
+        if let Some(c) = self.cell {
+            let _ = c.fetch_update(Ordering::Release, Ordering::Relaxed, |bits| {
+                Some((f64::from_bits(bits) + delta).to_bits())
+            });
+        }
+    }
+
+    /// The current value; 0 for a no-op handle.
+    pub fn get(self) -> f64 {
+        self.cell
+            .map_or(0.0, |c| f64::from_bits(c.load(Ordering::Relaxed)))
+    }
+}
+
+/// A histogram series.
+///
+/// Storage per series: one cell per bucket, one for `+Inf`, two for the 128-bit sum, all in
+/// the caller's shard. `_count` is not stored: the snapshot derives it as the sum of the bucket
+/// cells, so `_count` equals the `+Inf` bucket in every scrape by construction, even while
+/// observations race the scrape.
+#[derive(Clone, Copy)]
+pub struct Histogram {
+    cells: Option<&'static ShardedCells>,
+    desc: &'static HistogramDesc,
+    base: u32,
+}
+
+/// The layout of a no-op handle: no buckets (and no cells to write them to).
+static NOOP_DESC: HistogramDesc = HistogramDesc {
+    value: HistogramValue::Integer,
+    bounds: &[],
+    le_text: &[],
+    le_openmetrics: &[],
+};
+
+impl Default for Histogram {
+    fn default() -> Histogram {
+        Histogram {
+            cells: None,
+            desc: &NOOP_DESC,
+            base: 0,
+        }
+    }
+}
+
+/// The bucket of `v`: the number of `bounds` below it (bounds are upper-inclusive and
+/// ascending; `bounds.len()` is `+Inf`).
+///
+/// A 4-ary search in `ROUNDS` unrolled rounds, for up to `4^ROUNDS - 1` bounds: each round
+/// compares `v` with three bounds that split the remaining range in four. The comparisons of
+/// a round are independent of each other and no branch depends on `v` (observed values are
+/// unpredictable, and a mispredicted branch costs more than the whole search), so a 15-bound
+/// layout takes two rounds of three parallel loads where a binary search takes four dependent
+/// ones: about 2 ns less per observation here. Positions past the end read as `+Inf`.
+#[inline(always)]
+fn quaternary<const ROUNDS: u32>(bounds: &[u64], v: u64) -> usize {
+    let below = |i: usize| usize::from(bounds.get(i).is_some_and(|&b| b < v));
+    let mut base = 0;
+    let mut stride = 4usize.pow(ROUNDS - 1);
+    for _ in 0..ROUNDS {
+        // Invariant: the answer is in `base..base + 4 * stride`.
+        let steps =
+            below(base + stride - 1) + below(base + 2 * stride - 1) + below(base + 3 * stride - 1);
+        base += steps * stride;
+        stride /= 4;
+    }
+    base
+}
+
+/// The bucket of `v` in `bounds` (see [`quaternary`]); the branch on the number of bounds is
+/// the same for every observation of a series, so it is always predicted.
+#[inline(always)]
+fn bucket_of(bounds: &[u64], v: u64) -> usize {
+    match bounds.len() {
+        0..=3 => quaternary::<1>(bounds, v),
+        4..=15 => quaternary::<2>(bounds, v),
+        16..=63 => quaternary::<3>(bounds, v),
+        _ => bounds.partition_point(|&b| b < v),
+    }
+}
+
+impl Histogram {
+    pub(crate) fn new(
+        cells: &'static ShardedCells,
+        desc: &'static HistogramDesc,
+        base: u32,
+    ) -> Histogram {
+        Histogram {
+            cells: Some(cells),
+            desc,
+            base,
+        }
+    }
+
+    /// Records one observation of `v` storage units (nanoseconds for duration histograms).
+    #[inline]
+    pub fn observe(self, v: u64) {
+        if let Some(cells) = self.cells {
+            // Upper-inclusive buckets: the first bound >= v; past the last bound is `+Inf`.
+            let bounds = self.desc.bounds;
+            let bucket = bucket_of(bounds, v);
+            let base = self.base as usize;
+            cells.observe(base + bucket, base + bounds.len() + 1, v);
+        }
+    }
+
+    /// Records a duration (saturating at about 584 years).
+    #[inline]
+    pub fn observe_duration(self, d: Duration) {
+        self.observe(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    }
+
+    /// Records a signed integer, clamping negatives to 0 (the buckets start at 0).
+    #[inline]
+    pub fn observe_i64(self, v: i64) {
+        self.observe(v.max(0) as u64);
+    }
+
+    /// What the histogram observes, if it is not a no-op handle.
+    pub fn value_kind(self) -> Option<HistogramValue> {
+        self.cells.map(|_| self.desc.value)
+    }
+
+    /// `(count, sum in storage units)`; zeros for a no-op handle.
+    ///
+    /// The count is derived from the buckets, so it always equals the `+Inf` bucket. The
+    /// sum is read after the buckets and each word pair is read consistently, but the two are
+    /// not one atomic snapshot: under concurrent observations the sum covers every counted
+    /// observation except at most one in flight per shard, and may already include
+    /// observations the count has not seen yet (the same skew a scrape can show).
+    pub fn count_and_sum(self) -> (u64, u128) {
+        let Some(cells) = self.cells else {
+            return (0, 0);
+        };
+        let buckets = self.desc.bounds.len() + 1;
+        let mut values = vec![0u64; buckets + 2];
+        cells.sum_histogram_into(self.base as usize, &mut values);
+        let sum = u128::from(values[buckets]) | (u128::from(values[buckets + 1]) << 64);
+        let count = values[..buckets]
+            .iter()
+            .fold(0u64, |a, b| a.saturating_add(*b));
+        (count, sum)
+    }
+}
+
+impl fmt::Debug for Histogram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Histogram")
+            .field("base", &self.base)
+            .field("noop", &self.cells.is_none())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_search_equals_binary_search_for_every_length() {
+        for len in 0..=80usize {
+            // Distinct ascending bounds with uneven gaps, starting at 0 as integer layouts do.
+            let bounds: Vec<u64> = (0..len as u64).map(|i| i * i * 3 + i).collect();
+            let mut values = vec![0, 1, u64::MAX];
+            for &b in &bounds {
+                values.extend([b.saturating_sub(1), b, b + 1]);
+            }
+            for v in values {
+                assert_eq!(
+                    bucket_of(&bounds, v),
+                    bounds.partition_point(|&b| b < v),
+                    "len {len}, value {v}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn noop_histogram_records_nothing_and_reports_no_kind() {
+        let h = Histogram::default();
+        h.observe(5);
+        assert_eq!(h.count_and_sum(), (0, 0));
+        assert_eq!(h.value_kind(), None);
+    }
+}

@@ -1,0 +1,3 @@
+//! The tables generated from `metrics.toml` by `build.rs`.
+
+static_metrics::include_metrics!();
