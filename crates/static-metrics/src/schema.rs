@@ -32,7 +32,7 @@ pub struct Series {
 /// Everything the manifest declares, as flat static tables.
 #[derive(Debug)]
 pub struct Schema {
-    /// Labels every series carries, valued per registry (`node_id`, `node_address`).
+    /// Labels every series carries, valued per registry (for example `instance`, `region`).
     pub const_labels: &'static [&'static str],
     /// Label domains, referenced by [`FamilyDesc::dims`].
     pub domains: &'static [DomainDesc],
@@ -49,7 +49,7 @@ pub struct Schema {
 /// The value set of one label (or, for open domains, a tuple of labels).
 #[derive(Debug)]
 pub struct DomainDesc {
-    /// The manifest id, e.g. `redis_command`.
+    /// The manifest id, e.g. `http_method`.
     pub id: &'static str,
     /// Label names; one for closed domains, one or more for open ones.
     pub labels: &'static [&'static str],

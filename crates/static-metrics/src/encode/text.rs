@@ -33,7 +33,7 @@ impl Encoder {
 
     /// Appends every family of `snapshot` that has at least one series to `out`.
     ///
-    /// `const_labels` is the registry's constant label text (`node_id="…",node_address="…"`,
+    /// `const_labels` is the registry's constant label text (`instance="…",region="…"`,
     /// already escaped), written on every series.
     pub fn encode(
         &mut self,

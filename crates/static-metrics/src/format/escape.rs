@@ -50,7 +50,7 @@ pub fn write_help_openmetrics(out: &mut Vec<u8>, s: &str) {
 ///
 /// ```
 /// use static_metrics::format::escape::is_valid_metric_name;
-/// assert!(is_valid_metric_name("elastickv_raft_commit_total"));
+/// assert!(is_valid_metric_name("http_requests_total"));
 /// assert!(!is_valid_metric_name("2xx_responses"));
 /// ```
 #[must_use]

@@ -39,8 +39,8 @@ pub struct MetricsConfig {
     /// limit, as client_golang's `MaxRequestsInFlight`.
     pub max_concurrent_scrapes: usize,
     /// Whether OpenMetrics 1.0 is served to scrapers that prefer it (default true). With
-    /// `false` every scrape gets text 0.0.4, as the reference elastickv handler (client_golang
-    /// with OpenMetrics off) does.
+    /// `false` every scrape gets text 0.0.4, as a client_golang handler with OpenMetrics off
+    /// does.
     pub enable_openmetrics: bool,
 }
 
