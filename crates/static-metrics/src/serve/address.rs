@@ -105,6 +105,22 @@ pub fn check_exposure_web(
     Ok(())
 }
 
+/// [`bind_listener`] applying [`check_exposure_web`] instead of [`check_exposure`].
+#[cfg(feature = "tls")]
+pub async fn bind_listener_web(
+    address: &str,
+    token: &str,
+    web: Option<&super::WebConfig>,
+) -> Result<TcpListener, ServeError> {
+    check_exposure_web(address, token, web)?;
+    TcpListener::bind(address.trim())
+        .await
+        .map_err(|source| ServeError::Bind {
+            address: address.to_string(),
+            source,
+        })
+}
+
 /// `host:port` splitting with the standard rules (those of Go's `net.SplitHostPort`): IPv6
 /// literals in brackets, an empty port accepted, the port not validated.
 fn split_host_port(hostport: &str) -> Option<(&str, &str)> {

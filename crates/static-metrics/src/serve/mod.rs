@@ -79,9 +79,9 @@ mod server;
 #[cfg(feature = "tls")]
 mod web_config;
 
-#[cfg(feature = "tls")]
-pub use address::check_exposure_web;
 pub use address::{address_requires_token, bind_listener, check_exposure};
+#[cfg(feature = "tls")]
+pub use address::{bind_listener_web, check_exposure_web};
 pub use auth::BearerAuth;
 pub use error::{EncodeError, ServeError};
 pub use filter::NameFilter;
