@@ -85,7 +85,12 @@ struct Shared<H> {
 #[cfg(feature = "tls")]
 type Snapshot = Option<Arc<super::web_config::Layer>>;
 #[cfg(not(feature = "tls"))]
-type Snapshot = ();
+type Snapshot = Plain;
+
+/// Without the `tls` feature a connection serves with the server's own settings alone.
+#[cfg(not(feature = "tls"))]
+#[derive(Clone)]
+struct Plain;
 
 /// Running accept loops and open connections.
 ///
@@ -284,7 +289,7 @@ impl<H: Handler> Server<H> {
                 return;
             }
             #[cfg(not(feature = "tls"))]
-            let snapshot: Snapshot = ();
+            let snapshot: Snapshot = Plain;
             #[cfg(feature = "tls")]
             let snapshot: Snapshot = None;
             shared.drive(TokioIo::new(stream), snapshot).await;
@@ -375,7 +380,7 @@ impl<H: Handler> Shared<H> {
             return response;
         }
         #[cfg(not(feature = "tls"))]
-        let () = snapshot;
+        let Plain = snapshot;
         if let Some(refusal) = auth::check(self.auth.as_ref(), req.headers().get(AUTHORIZATION)) {
             return refusal;
         }
