@@ -4,7 +4,12 @@
 //!
 //! `cargo bench --bench http_scrape` prints, for 1 and 4 concurrent keep-alive scrapers, with
 //! and without gzip: scrapes/s, p50/p99/max latency and the body size; then the ns per counter
-//! increment with no scrapes and with two scrapers looping, measured in the same run.
+//! increment with no scrapes and with two scrapers looping, measured in the same run; then
+//! the same full-node scrape over HTTPS (rustls, keep-alive) next to plain HTTP, and the cost
+//! of a full TLS handshake next to a plain TCP connect.
+
+#[path = "../tests/tls_support.rs"]
+mod tls;
 
 use std::hint::black_box;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -71,9 +76,13 @@ fn node() -> Registry {
     registry
 }
 
+/// A plain or TLS connection.
+trait Conn: Read + Write + Send {}
+impl<T: Read + Write + Send> Conn for T {}
+
 /// One keep-alive HTTP/1.1 connection that GETs /metrics and reads the whole body.
 struct Scraper {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<Box<dyn Conn>>,
     request: Vec<u8>,
     line: String,
     body: Vec<u8>,
@@ -81,11 +90,24 @@ struct Scraper {
 
 impl Scraper {
     fn connect(address: SocketAddr, gzip: bool) -> Scraper {
+        Self::connect_with(address, gzip, None)
+    }
+
+    /// Over TLS when `tls` is given.
+    fn connect_with(
+        address: SocketAddr,
+        gzip: bool,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Scraper {
         let stream = TcpStream::connect(address).expect("connect");
         stream.set_nodelay(true).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
+        let stream: Box<dyn Conn> = match tls {
+            Some(config) => Box::new(tls_stream(config, stream)),
+            None => Box::new(stream),
+        };
         let encoding = if gzip {
             "Accept-Encoding: gzip\r\n"
         } else {
@@ -127,6 +149,92 @@ impl Scraper {
         self.reader.read_exact(&mut self.body).expect("body");
         length
     }
+}
+
+fn tls_stream(
+    config: Arc<rustls::ClientConfig>,
+    mut stream: TcpStream,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut conn = rustls::ClientConnection::new(config, name).expect("client");
+    while conn.is_handshaking() {
+        conn.complete_io(&mut stream).expect("TLS handshake");
+    }
+    rustls::StreamOwned::new(conn, stream)
+}
+
+/// Scrapes/s of one keep-alive scraper doing `n` scrapes.
+fn scrapes_per_second(
+    address: SocketAddr,
+    gzip: bool,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    n: usize,
+) -> f64 {
+    let mut s = Scraper::connect_with(address, gzip, tls);
+    s.scrape();
+    let t = Instant::now();
+    for _ in 0..n {
+        black_box(s.scrape());
+    }
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+/// µs per connection set up and torn down, (plain TCP connect, TCP connect + full TLS
+/// handshake without resumption), interleaved one by one so both see the same machine load.
+fn connect_costs(
+    plain: SocketAddr,
+    tls: SocketAddr,
+    config: &Arc<rustls::ClientConfig>,
+    n: usize,
+) -> (f64, f64) {
+    let (mut tcp, mut handshake) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..n {
+        let t = Instant::now();
+        drop(black_box(TcpStream::connect(plain).expect("connect")));
+        tcp += t.elapsed();
+        let t = Instant::now();
+        let stream = TcpStream::connect(tls).expect("connect");
+        drop(black_box(tls_stream(Arc::clone(config), stream)));
+        handshake += t.elapsed();
+    }
+    let us = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+    (us(tcp), us(handshake))
+}
+
+/// Starts the same server over HTTPS with a certificate made here; returns its address and a
+/// client configuration that trusts it without session resumption.
+fn start_tls(
+    runtime: &tokio::runtime::Runtime,
+    registry: &Registry,
+    cancel: &CancellationToken,
+    dir: &tls::TempDir,
+) -> (SocketAddr, Arc<rustls::ClientConfig>) {
+    let ca = tls::Ca::new("bench-ca");
+    let path = tls::write_web_config(dir, &ca.server(), "", "");
+    let web = serve::WebConfig::load(path).expect("web config");
+    let address = runtime.block_on(async {
+        let exposition: Arc<dyn Exposition> = Arc::new(registry.clone());
+        let server = serve::new_metrics_server(Some(exposition), "")
+            .unwrap()
+            .unwrap();
+        server.use_web_config(web).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(serve::metrics_serve_task(
+            Some(server.clone()),
+            Some(listener),
+            address.to_string(),
+        ));
+        tokio::spawn(serve::metrics_shutdown_task(
+            cancel.clone(),
+            Some(server),
+            address.to_string(),
+        ));
+        address
+    });
+    let mut config = (*tls::client_config(&ca.pem(), None, &[])).clone();
+    config.resumption = rustls::client::Resumption::disabled();
+    (address, Arc::new(config))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -259,5 +367,29 @@ fn main() {
     println!("| no scrapes | {quiet:.2} |");
     println!("| 2 scrapers looping ({scrapes} scrapes meanwhile) | {busy:.2} |");
     println!("| ratio | {:.2} |", busy / quiet);
+
+    // TLS next to plain, same registry, same run.
+    let dir = tls::TempDir::new("bench");
+    let (tls_address, tls_config) = start_tls(&runtime, &registry, &cancel, &dir);
+    let scrapes = if quick { 5 } else { 300 };
+    println!();
+    println!("| 1 keep-alive scraper | plain scrapes/s | TLS scrapes/s | TLS / plain time |");
+    println!("|---|---|---|---|");
+    for gzip in [false, true] {
+        let plain = scrapes_per_second(address, gzip, None, scrapes);
+        let tls = scrapes_per_second(tls_address, gzip, Some(Arc::clone(&tls_config)), scrapes);
+        println!(
+            "| {} | {plain:.0} | {tls:.0} | {:.2} |",
+            if gzip { "gzip" } else { "identity" },
+            plain / tls
+        );
+    }
+    let connects = if quick { 5 } else { 500 };
+    let (tcp, handshake) = connect_costs(address, tls_address, &tls_config, connects);
+    println!();
+    println!("| connection set-up | µs |");
+    println!("|---|---|");
+    println!("| TCP connect | {tcp:.1} |");
+    println!("| TCP connect + full TLS 1.3 handshake (ECDSA P-256, X25519) | {handshake:.1} |");
     cancel.cancel();
 }

@@ -42,6 +42,10 @@ struct Args {
     /// Bearer token required by the pprof server (required off loopback).
     #[arg(long, default_value = "", hide_default_value = true)]
     pprof_token: String,
+    /// Prometheus exporter web-configuration file (TLS, client certificates, basic auth,
+    /// headers) for the metrics and pprof servers; re-read when it changes or on SIGHUP.
+    #[arg(long = "web.config.file")]
+    web_config_file: Option<PathBuf>,
     /// Synthetic requests per second, over all workload threads.
     #[arg(long, default_value_t = 2000.0)]
     rate: f64,
@@ -122,11 +126,16 @@ async fn run(args: Args) -> Result<(), String> {
     };
     let registry = Registry::new(&args.node_id, &args.node_address);
     let cancel = CancellationToken::new();
+    let web = match &args.web_config_file {
+        Some(path) => Some(serve::WebConfig::load(path).map_err(|e| e.to_string())?),
+        None => None,
+    };
 
     // Bind first: a bad address or a missing token fails before any work starts.
-    let metrics_listener = serve::bind_listener(&args.metrics_address, &metrics_token)
-        .await
-        .map_err(|e| e.to_string())?;
+    let metrics_listener =
+        serve::bind_listener_web(&args.metrics_address, &metrics_token, web.as_ref())
+            .await
+            .map_err(|e| e.to_string())?;
     let metrics_address = metrics_listener
         .local_addr()
         .map(|a| a.to_string())
@@ -138,8 +147,17 @@ async fn run(args: Args) -> Result<(), String> {
     };
     let metrics_server = serve::new_metrics_server_with(Some(exposition), &metrics_token, config)
         .map_err(|e| e.to_string())?;
+    if let (Some(server), Some(web)) = (&metrics_server, &web) {
+        server
+            .use_web_config(web.clone())
+            .map_err(|e| e.to_string())?;
+    }
 
     let mut tasks = JoinSet::new();
+    if let Some(web) = &web {
+        tokio::spawn(web.clone().watch(Duration::from_secs(1), cancel.clone()));
+        spawn_sighup_reload(web.clone(), cancel.clone());
+    }
     tasks.spawn(serve::metrics_serve_task(
         metrics_server.clone(),
         Some(metrics_listener),
@@ -153,14 +171,20 @@ async fn run(args: Args) -> Result<(), String> {
 
     let mut pprof_address = None;
     if !args.pprof_address.trim().is_empty() {
-        let listener = serve::bind_listener(&args.pprof_address, &args.pprof_token)
-            .await
-            .map_err(|e| e.to_string())?;
+        let listener =
+            serve::bind_listener_web(&args.pprof_address, &args.pprof_token, web.as_ref())
+                .await
+                .map_err(|e| e.to_string())?;
         let address = listener
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or_else(|_| args.pprof_address.clone());
         let server = serve::new_pprof_server(&args.pprof_token).map_err(|e| e.to_string())?;
+        if let Some(web) = &web {
+            server
+                .use_web_config(web.clone())
+                .map_err(|e| e.to_string())?;
+        }
         tasks.spawn(serve::pprof_serve_task(
             Some(server.clone()),
             Some(listener),
@@ -190,15 +214,20 @@ async fn run(args: Args) -> Result<(), String> {
         "demo node running"
     );
     println!("elastickv-metrics demo node `{}` is running.", args.node_id);
-    println!("  metrics: http://{metrics_address}/metrics");
+    let scheme = if web.as_ref().is_some_and(serve::WebConfig::is_tls) {
+        "https"
+    } else {
+        "http"
+    };
+    println!("  metrics: {scheme}://{metrics_address}/metrics");
     let auth = if metrics_token.is_empty() {
         String::new()
     } else {
         " -H 'Authorization: Bearer <token>'".to_string()
     };
-    println!("  try:     curl -s{auth} http://{metrics_address}/metrics | head");
+    println!("  try:     curl -s{auth} {scheme}://{metrics_address}/metrics | head");
     if let Some(address) = &pprof_address {
-        println!("  pprof:   http://{address}/debug/pprof/");
+        println!("  pprof:   {scheme}://{address}/debug/pprof/");
     }
     println!("Stop with Ctrl-C.");
 
@@ -219,6 +248,30 @@ async fn run(args: Args) -> Result<(), String> {
     }
     info!("stopped");
     result
+}
+
+/// Re-reads the web configuration on every SIGHUP until `cancel`.
+fn spawn_sighup_reload(web: serve::WebConfig, cancel: CancellationToken) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                got = hup.recv() => {
+                    if got.is_none() {
+                        return;
+                    }
+                    web.reload_logged("SIGHUP");
+                }
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = (web, cancel);
 }
 
 /// Resolves on Ctrl-C, SIGTERM, or after `run_for`.

@@ -75,6 +75,52 @@ pub async fn bind_listener(address: &str, token: &str) -> Result<TcpListener, Se
         })
 }
 
+/// [`check_exposure`] knowing the web configuration: beyond loopback, TLS or a credential
+/// (bearer token, basic-auth users) is required, and a credential without TLS is allowed with
+/// a warning saying that it travels in clear text.
+#[cfg(feature = "tls")]
+pub fn check_exposure_web(
+    address: &str,
+    token: &str,
+    web: Option<&super::WebConfig>,
+) -> Result<(), ServeError> {
+    if !address_requires_token(address) {
+        return Ok(());
+    }
+    let tls = web.is_some_and(super::WebConfig::is_tls);
+    let credential = !token.trim().is_empty() || web.is_some_and(super::WebConfig::has_basic_auth);
+    if !tls && !credential {
+        return Err(ServeError::TokenRequired {
+            address: address.to_string(),
+        });
+    }
+    if !tls {
+        tracing::warn!(
+            address,
+            "serving beyond loopback without TLS: the bearer token or basic-auth password \
+             travels in clear text and can be read by anyone on the path; configure \
+             tls_server_config in the web configuration file (--web.config.file)"
+        );
+    }
+    Ok(())
+}
+
+/// [`bind_listener`] applying [`check_exposure_web`] instead of [`check_exposure`].
+#[cfg(feature = "tls")]
+pub async fn bind_listener_web(
+    address: &str,
+    token: &str,
+    web: Option<&super::WebConfig>,
+) -> Result<TcpListener, ServeError> {
+    check_exposure_web(address, token, web)?;
+    TcpListener::bind(address.trim())
+        .await
+        .map_err(|source| ServeError::Bind {
+            address: address.to_string(),
+            source,
+        })
+}
+
 /// `host:port` splitting with the standard rules (those of Go's `net.SplitHostPort`): IPv6
 /// literals in brackets, an empty port accepted, the port not validated.
 fn split_host_port(hostport: &str) -> Option<(&str, &str)> {

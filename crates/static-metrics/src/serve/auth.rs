@@ -55,6 +55,13 @@ impl BearerAuth {
         }))
     }
 
+    /// A protection no token passes: its digest is of no string anyone knows (the refusal
+    /// response of basic auth reuses the bearer one).
+    #[cfg(feature = "tls")]
+    pub(crate) fn refuse_all() -> BearerAuth {
+        BearerAuth { digest: [0; 32] }
+    }
+
     /// Whether an `Authorization` header value (`None` when absent) carries this token.
     pub fn authorizes(&self, authorization: Option<&[u8]>) -> bool {
         // A non-UTF-8 byte can never be whitespace nor part of the (UTF-8) token or the ASCII

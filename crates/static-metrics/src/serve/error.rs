@@ -73,6 +73,8 @@ pub enum ServeError {
         /// What the operating system said.
         source: io::Error,
     },
+    /// A web-configuration file was given to a server that already has one.
+    WebConfigAlreadySet,
     /// Connections were still open when the graceful-shutdown deadline passed; they were then
     /// closed forcibly.
     ShutdownTimedOut {
@@ -98,6 +100,9 @@ impl fmt::Display for ServeError {
                  no bearer token is configured; configure a token or listen on a loopback \
                  address such as 127.0.0.1:9090"
             ),
+            ServeError::WebConfigAlreadySet => {
+                f.write_str("the server already has a web configuration")
+            }
             ServeError::Bind { address, source } => {
                 write!(f, "cannot listen on {address:?}: {source}")
             }

@@ -79,6 +79,14 @@ impl std::fmt::Debug for MetricsServer {
 }
 
 impl MetricsServer {
+    /// Serves with the web-configuration file `web` (HTTPS, basic auth, headers; hot reload
+    /// through [`WebConfig::watch`](super::WebConfig::watch) or
+    /// [`reload`](super::WebConfig::reload)). Call before serving; once per server.
+    #[cfg(feature = "tls")]
+    pub fn use_web_config(&self, web: super::WebConfig) -> Result<(), ServeError> {
+        self.inner.use_web_config(web)
+    }
+
     /// Whether requests must carry the bearer token.
     pub fn is_protected(&self) -> bool {
         self.inner.is_protected()

@@ -14,6 +14,9 @@
 //!   (SPEC 3.18, 3.19); `server`: the connection loop and graceful shutdown they share;
 //!   `self_metrics`, `body`, `gzip`: the scrape's own counters, pooled response buffers and
 //!   gzip framing.
+//! * `web_config`, `basic_auth` (feature `tls`): the Prometheus exporter web-configuration file
+//!   ([`WebConfig`]): HTTPS with rustls, client certificates, bcrypt basic-auth users, hot
+//!   reload.
 //!
 //! # Example
 //!
@@ -60,6 +63,8 @@
 
 mod address;
 mod auth;
+#[cfg(feature = "tls")]
+mod basic_auth;
 mod body;
 mod error;
 mod filter;
@@ -71,8 +76,12 @@ mod pprof;
 mod registry;
 mod self_metrics;
 mod server;
+#[cfg(feature = "tls")]
+mod web_config;
 
 pub use address::{address_requires_token, bind_listener, check_exposure};
+#[cfg(feature = "tls")]
+pub use address::{bind_listener_web, check_exposure_web};
 pub use auth::BearerAuth;
 pub use error::{EncodeError, ServeError};
 pub use filter::NameFilter;
@@ -86,6 +95,8 @@ pub use pprof::{
     new_pprof_server, new_pprof_server_with, pprof_serve_task, pprof_shutdown_task, PprofServer,
 };
 pub use server::ServerConfig;
+#[cfg(feature = "tls")]
+pub use web_config::{WebConfig, WebConfigError};
 
 use crate::encode::Format;
 

@@ -71,6 +71,13 @@ impl std::fmt::Debug for PprofServer {
 }
 
 impl PprofServer {
+    /// Serves with the web-configuration file `web`, as
+    /// [`MetricsServer::use_web_config`](super::MetricsServer::use_web_config).
+    #[cfg(feature = "tls")]
+    pub fn use_web_config(&self, web: super::WebConfig) -> Result<(), ServeError> {
+        self.inner.use_web_config(web)
+    }
+
     /// Whether requests must carry the bearer token.
     pub fn is_protected(&self) -> bool {
         self.inner.is_protected()

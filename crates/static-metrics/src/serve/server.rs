@@ -75,7 +75,22 @@ struct Shared<H> {
     force_close: CancellationToken,
     /// What is still running; shutdown waits for it to drain.
     activity: watch::Sender<Activity>,
+    /// The web-configuration file (TLS, basic auth, headers), if one was given; each
+    /// connection serves with the snapshot current when it was accepted.
+    #[cfg(feature = "tls")]
+    web: std::sync::OnceLock<super::WebConfig>,
 }
+
+/// The configuration one connection serves with.
+#[cfg(feature = "tls")]
+type Snapshot = Option<Arc<super::web_config::Layer>>;
+#[cfg(not(feature = "tls"))]
+type Snapshot = Plain;
+
+/// Without the `tls` feature a connection serves with the server's own settings alone.
+#[cfg(not(feature = "tls"))]
+#[derive(Clone)]
+struct Plain;
 
 /// Running accept loops and open connections.
 ///
@@ -145,12 +160,23 @@ impl<H: Handler> Server<H> {
                 closing: CancellationToken::new(),
                 force_close: CancellationToken::new(),
                 activity: watch::Sender::new(Activity::default()),
+                #[cfg(feature = "tls")]
+                web: std::sync::OnceLock::new(),
             }),
         })
     }
 
     pub(crate) fn is_protected(&self) -> bool {
         self.shared.auth.is_some()
+    }
+
+    /// Serves with `web` from now on (set once, before serving).
+    #[cfg(feature = "tls")]
+    pub(crate) fn use_web_config(&self, web: super::WebConfig) -> Result<(), ServeError> {
+        self.shared
+            .web
+            .set(web)
+            .map_err(|_| ServeError::WebConfigAlreadySet)
     }
 
     pub(crate) fn config(&self) -> ServerConfig {
@@ -243,34 +269,30 @@ impl<H: Handler> Server<H> {
         let shared = Arc::clone(&self.shared);
         tokio::spawn(async move {
             let _guard = guard;
-            let service = {
-                let shared = Arc::clone(&shared);
-                service_fn(move |req| {
-                    let shared = Arc::clone(&shared);
-                    async move { Ok::<_, Infallible>(shared.respond(req).await) }
-                })
-            };
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(shared.config.header_read_timeout);
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                result = conn.as_mut() => result,
-                () = shared.closing.cancelled() => {
-                    // Finish the request in flight (if any), then close.
-                    conn.as_mut().graceful_shutdown();
-                    tokio::select! {
-                        result = conn.as_mut() => result,
-                        () = shared.force_close.cancelled() => Ok(()),
+            #[cfg(feature = "tls")]
+            if let Some(web) = shared.web.get() {
+                let layer = web.snapshot();
+                if let Some(acceptor) = layer.tls.clone() {
+                    let timeout = web.handshake_timeout();
+                    let handshake = super::web_config::handshake(acceptor, stream, timeout);
+                    let tls = tokio::select! {
+                        tls = handshake => tls,
+                        () = shared.closing.cancelled() => return,
+                    };
+                    match tls {
+                        Ok(tls) => shared.drive(TokioIo::new(tls), Some(layer)).await,
+                        Err(e) => debug!(server = shared.name, error = %e, "TLS handshake failed"),
                     }
+                    return;
                 }
-            };
-            if let Err(e) = result {
-                // Header timeouts, resets and malformed requests are the client's doing.
-                debug!(server = shared.name, error = %e, "connection closed with an error");
+                shared.drive(TokioIo::new(stream), Some(layer)).await;
+                return;
             }
+            #[cfg(not(feature = "tls"))]
+            let snapshot: Snapshot = Plain;
+            #[cfg(feature = "tls")]
+            let snapshot: Snapshot = None;
+            shared.drive(TokioIo::new(stream), snapshot).await;
         });
     }
 
@@ -309,7 +331,56 @@ impl<H: Handler> Server<H> {
 }
 
 impl<H: Handler> Shared<H> {
-    async fn respond(&self, req: Request<Incoming>) -> Response<Body> {
+    /// Serves HTTP/1.1 on one (plain or TLS) connection until it closes or shutdown ends it.
+    async fn drive<I>(self: Arc<Self>, io: I, snapshot: Snapshot)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let shared = self;
+        let service = {
+            let shared = Arc::clone(&shared);
+            service_fn(move |req| {
+                let shared = Arc::clone(&shared);
+                let snapshot = snapshot.clone();
+                async move { Ok::<_, Infallible>(shared.respond(req, snapshot).await) }
+            })
+        };
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(shared.config.header_read_timeout);
+        let conn = builder.serve_connection(io, service);
+        tokio::pin!(conn);
+        let result = tokio::select! {
+            result = conn.as_mut() => result,
+            () = shared.closing.cancelled() => {
+                // Finish the request in flight (if any), then close.
+                conn.as_mut().graceful_shutdown();
+                tokio::select! {
+                    result = conn.as_mut() => result,
+                    () = shared.force_close.cancelled() => Ok(()),
+                }
+            }
+        };
+        if let Err(e) = result {
+            // Header timeouts, resets and malformed requests are the client's doing.
+            debug!(server = shared.name, error = %e, "connection closed with an error");
+        }
+    }
+
+    async fn respond(&self, req: Request<Incoming>, snapshot: Snapshot) -> Response<Body> {
+        #[cfg(feature = "tls")]
+        if let Some(layer) = snapshot {
+            let header = req.headers().get(AUTHORIZATION).cloned();
+            if let Some(refusal) = layer.check(self.auth.as_ref(), header).await {
+                return refusal;
+            }
+            let mut response = self.handler.handle(req).await;
+            layer.decorate(&mut response);
+            return response;
+        }
+        #[cfg(not(feature = "tls"))]
+        let Plain = snapshot;
         if let Some(refusal) = auth::check(self.auth.as_ref(), req.headers().get(AUTHORIZATION)) {
             return refusal;
         }

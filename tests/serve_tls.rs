@@ -1,0 +1,637 @@
+//! HTTPS and the exporter web-configuration file, over loopback with certificates generated
+//! in each test: handshakes with and without client certificates, wrong CA, expired
+//! certificates, TLS 1.1, plain HTTP on the TLS port, basic auth, rotation under a running
+//! scrape loop, slow and failed handshakes, and the start-up errors of bad files.
+
+#[path = "serve_support.rs"]
+mod support;
+#[path = "tls_support.rs"]
+mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use elastickv_metrics::serve::{
+    check_exposure_web, metrics_serve_task, metrics_shutdown_task, new_metrics_server_with,
+    MetricsConfig, ServeError, WebConfig,
+};
+use support::{Fixed, IO_LIMIT};
+use tls::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+const PATH: &str = "/metrics?name[]=test_up&name[]=test_events_total";
+
+struct Node {
+    addr: SocketAddr,
+    cancel: CancellationToken,
+    tasks: JoinSet<Result<(), ServeError>>,
+}
+
+impl Node {
+    async fn start(web: &WebConfig, token: &str) -> Node {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server =
+            new_metrics_server_with(Some(Arc::new(Fixed)), token, MetricsConfig::default())
+                .unwrap()
+                .unwrap();
+        server.use_web_config(web.clone()).unwrap();
+        let cancel = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        tasks.spawn(metrics_serve_task(
+            Some(server.clone()),
+            Some(listener),
+            addr.to_string(),
+        ));
+        tasks.spawn(metrics_shutdown_task(
+            cancel.clone(),
+            Some(server),
+            addr.to_string(),
+        ));
+        Node {
+            addr,
+            cancel,
+            tasks,
+        }
+    }
+
+    async fn stop(mut self) {
+        self.cancel.cancel();
+        tokio::time::timeout(IO_LIMIT, async {
+            while let Some(done) = self.tasks.join_next().await {
+                done.unwrap().unwrap();
+            }
+        })
+        .await
+        .expect("stopped within the limit");
+    }
+}
+
+/// One scrape over a fresh TLS connection; `Err` is the handshake's or the read's failure.
+async fn scrape(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Response> {
+    tokio::time::timeout(IO_LIMIT, async {
+        let mut s = connect_tls(addr, config).await?;
+        get_on(&mut s, PATH, headers).await
+    })
+    .await
+    .expect("answered within the limit")
+}
+
+fn assert_fixed_body(r: &Response) {
+    assert_eq!(r.status, 200, "{r:?}");
+    let body = String::from_utf8(r.body.clone()).unwrap();
+    assert!(body.contains("test_up 1"), "{body}");
+}
+
+fn tls_only(dir: &TempDir, ca: &Ca, tls_extra: &str, rest: &str) -> WebConfig {
+    let path = write_web_config(dir, &ca.server(), tls_extra, rest);
+    WebConfig::load(path).expect("valid web config")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_without_client_certificate_serves_the_scrape_and_headers() {
+    let ca = Ca::new("ca");
+    let dir = TempDir::new("plain");
+    let web = tls_only(
+        &dir,
+        &ca,
+        "",
+        "http_server_config:\n  headers:\n    Strict-Transport-Security: max-age=31536000\n",
+    );
+    assert!(web.is_tls());
+    let node = Node::start(&web, "").await;
+    for versions in [
+        &[&rustls::version::TLS12][..],
+        &[&rustls::version::TLS13][..],
+    ] {
+        let r = scrape(node.addr, client_config(&ca.pem(), None, versions), &[])
+            .await
+            .expect("TLS scrape");
+        assert_fixed_body(&r);
+        assert_eq!(
+            r.header("Strict-Transport-Security"),
+            Some("max-age=31536000")
+        );
+    }
+    // ALPN offers HTTP/1.1.
+    let mut cfg = (*client_config(&ca.pem(), None, &[])).clone();
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let s = connect_tls(node.addr, Arc::new(cfg)).await.unwrap();
+    assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    drop(s);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_are_required_and_verified() {
+    let ca = Ca::new("ca");
+    let other = Ca::new("other");
+    let dir = TempDir::new("mtls");
+    dir.write("client-ca.crt", &ca.pem());
+    let web = tls_only(
+        &dir,
+        &ca,
+        "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: client-ca.crt\n",
+        "",
+    );
+    let node = Node::start(&web, "").await;
+    let good = ca.client();
+    let r = scrape(node.addr, client_config(&ca.pem(), Some(&good), &[]), &[])
+        .await
+        .expect("scrape with a client certificate");
+    assert_fixed_body(&r);
+    // No certificate, one from another CA, an expired one: all refused.
+    for client in [None, Some(other.client()), Some(ca.expired_client())] {
+        let r = scrape(
+            node.addr,
+            client_config(&ca.pem(), client.as_ref(), &[]),
+            &[],
+        )
+        .await;
+        assert!(
+            r.is_err(),
+            "refused without a valid client certificate: {r:?}"
+        );
+    }
+    // The port keeps serving.
+    assert_fixed_body(
+        &scrape(node.addr, client_config(&ca.pem(), Some(&good), &[]), &[])
+            .await
+            .unwrap(),
+    );
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_if_given_accepts_none_but_refuses_a_bad_one() {
+    let ca = Ca::new("ca");
+    let other = Ca::new("other");
+    let dir = TempDir::new("ifgiven");
+    dir.write("client-ca.crt", &ca.pem());
+    let web = tls_only(
+        &dir,
+        &ca,
+        "  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: client-ca.crt\n",
+        "",
+    );
+    let node = Node::start(&web, "").await;
+    assert_fixed_body(
+        &scrape(node.addr, client_config(&ca.pem(), None, &[]), &[])
+            .await
+            .unwrap(),
+    );
+    assert!(scrape(
+        node.addr,
+        client_config(&ca.pem(), Some(&other.client()), &[]),
+        &[]
+    )
+    .await
+    .is_err());
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_ca_and_expired_server_certificate_fail_the_client_handshake() {
+    let ca = Ca::new("ca");
+    let other = Ca::new("other");
+    let dir = TempDir::new("wrongca");
+    let web = tls_only(&dir, &ca, "", "");
+    let node = Node::start(&web, "").await;
+    let e = scrape(node.addr, client_config(&other.pem(), None, &[]), &[])
+        .await
+        .expect_err("a client trusting another CA refuses the server");
+    assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+    node.stop().await;
+
+    let dir = TempDir::new("expired");
+    let path = write_web_config(&dir, &ca.expired_server(), "", "");
+    let web = WebConfig::load(path).unwrap();
+    let node = Node::start(&web, "").await;
+    let e = scrape(node.addr, client_config(&ca.pem(), None, &[]), &[])
+        .await
+        .expect_err("an expired server certificate is refused");
+    assert!(e.to_string().to_lowercase().contains("expired"), "{e}");
+    node.stop().await;
+}
+
+/// A ClientHello with legacy version `minor` (0x02: TLS 1.1, 0x03: TLS 1.2), no
+/// supported_versions extension, and what a TLS 1.2 ECDHE-ECDSA handshake needs otherwise.
+fn client_hello(minor: u8) -> Vec<u8> {
+    let mut body = vec![0x03, minor];
+    body.extend_from_slice(&[7u8; 32]); // random
+    body.push(0); // session id
+    body.extend_from_slice(&[0x00, 0x04, 0xc0, 0x2b, 0xc0, 0x2c]); // ECDHE-ECDSA-AES-GCM
+    body.extend_from_slice(&[0x01, 0x00]); // null compression
+    let ext: &[u8] = &[
+        0x00, 0x0a, 0x00, 0x06, 0x00, 0x04, 0x00, 0x1d, 0x00, 0x17, // supported_groups
+        0x00, 0x0b, 0x00, 0x02, 0x01, 0x00, // ec_point_formats
+        0x00, 0x0d, 0x00, 0x04, 0x00, 0x02, 0x04, 0x03, // signature_algorithms
+    ];
+    body.extend_from_slice(&[0, ext.len() as u8]);
+    body.extend_from_slice(ext);
+    let mut hs = vec![0x01, 0, (body.len() >> 8) as u8, body.len() as u8];
+    hs.extend_from_slice(&body);
+    let mut record = vec![0x16, 0x03, 0x01, (hs.len() >> 8) as u8, hs.len() as u8];
+    record.extend_from_slice(&hs);
+    record
+}
+
+fn tls11_client_hello() -> Vec<u8> {
+    client_hello(0x02)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls11_is_refused_with_a_protocol_version_alert_and_the_port_keeps_serving() {
+    let ca = Ca::new("ca");
+    let dir = TempDir::new("tls11");
+    // Short: the control handshake below is left unfinished until the server cuts it off.
+    let path = write_web_config(&dir, &ca.server(), "", "");
+    let web = WebConfig::load_with(path, Duration::from_millis(300)).unwrap();
+    let node = Node::start(&web, "").await;
+    // Control: the same hello as TLS 1.2 gets a ServerHello (a handshake record).
+    let reply = support::exchange(node.addr, &client_hello(0x03)).await;
+    assert_eq!(reply.first(), Some(&0x16), "ServerHello: {reply:?}");
+    let reply = support::exchange(node.addr, &tls11_client_hello()).await;
+    assert!(reply.len() >= 7, "an alert record: {reply:?}");
+    assert_eq!(reply[0], 0x15, "alert record: {reply:?}");
+    assert_eq!(reply[6], 70, "protocol_version alert: {reply:?}");
+    assert_fixed_body(
+        &scrape(node.addr, client_config(&ca.pem(), None, &[]), &[])
+            .await
+            .unwrap(),
+    );
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_on_the_tls_port_gets_400_and_the_port_keeps_serving() {
+    let ca = Ca::new("ca");
+    let dir = TempDir::new("plainhttp");
+    let web = tls_only(&dir, &ca, "", "");
+    let node = Node::start(&web, "").await;
+    let reply = support::get(node.addr, PATH, &[]).await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(
+        reply.text(),
+        "Client sent an HTTP request to an HTTPS server.\n"
+    );
+    assert_fixed_body(
+        &scrape(node.addr, client_config(&ca.pem(), None, &[]), &[])
+            .await
+            .unwrap(),
+    );
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_right_wrong_and_unknown_user_and_the_bearer_token_still_works() {
+    let ca = Ca::new("ca");
+    let dir = TempDir::new("basic");
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    let web = tls_only(
+        &dir,
+        &ca,
+        "",
+        &format!("basic_auth_users:\n  prom: {hash}\n"),
+    );
+    assert!(web.has_basic_auth());
+    let node = Node::start(&web, "bearer-token").await;
+    let cfg = || client_config(&ca.pem(), None, &[]);
+    let right = basic("prom", "s3cret");
+    assert_fixed_body(
+        &scrape(node.addr, cfg(), &[("Authorization", &right)])
+            .await
+            .unwrap(),
+    );
+    for bad in [
+        basic("prom", "wrong"),
+        basic("nobody", "s3cret"),
+        "Bearer nope".into(),
+    ] {
+        let r = scrape(node.addr, cfg(), &[("Authorization", &bad)])
+            .await
+            .unwrap();
+        assert_eq!(r.status, 401, "{bad}");
+        assert_eq!(r.header("WWW-Authenticate"), Some("Basic"));
+    }
+    let r = scrape(node.addr, cfg(), &[]).await.unwrap();
+    assert_eq!(r.status, 401);
+    let r = scrape(
+        node.addr,
+        cfg(),
+        &[("Authorization", "Bearer bearer-token")],
+    )
+    .await
+    .unwrap();
+    assert_fixed_body(&r);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_applies_to_new_connections_without_dropping_a_running_scrape_loop() {
+    let old_ca = Ca::new("old");
+    let new_ca = Ca::new("new");
+    let dir = TempDir::new("rotate");
+    let web = tls_only(&dir, &old_ca, "", "");
+    let node = Node::start(&web, "").await;
+    let addr = node.addr;
+
+    // A keep-alive scrape loop on the old certificate.
+    let mut conn = connect_tls(addr, client_config(&old_ca.pem(), None, &[]))
+        .await
+        .unwrap();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let (go_on_tx, mut go_on_rx) = tokio::sync::oneshot::channel::<()>();
+    let looping = tokio::spawn(async move {
+        let mut ok = 0;
+        let mut started = Some(started_tx);
+        loop {
+            let r = get_on(&mut conn, PATH, &[])
+                .await
+                .expect("scrape in flight survives");
+            assert_eq!(r.status, 200);
+            ok += 1;
+            if let Some(tx) = started.take() {
+                let _ = tx.send(());
+            }
+            if go_on_rx.try_recv().is_ok() || ok >= 10_000 {
+                return ok;
+            }
+        }
+    });
+    started_rx.await.unwrap();
+
+    // Rotate to a certificate from another CA.
+    let leaf = new_ca.server();
+    dir.write("server.crt", &leaf.cert_pem);
+    dir.write("server.key", &leaf.key_pem);
+    web.reload().expect("the rotated files load");
+    assert_fixed_body(
+        &scrape(addr, client_config(&new_ca.pem(), None, &[]), &[])
+            .await
+            .unwrap(),
+    );
+    assert!(scrape(addr, client_config(&old_ca.pem(), None, &[]), &[])
+        .await
+        .is_err());
+
+    // A broken file is refused and the last good configuration stays.
+    let good = std::fs::read_to_string(dir.path("web.yml")).unwrap();
+    dir.write(
+        "web.yml",
+        "tls_server_config:\n  cert_file: server.crt\n  bogus: 1\n",
+    );
+    let e = web.reload().expect_err("broken file");
+    assert!(e.to_string().contains("bogus"), "{e}");
+    assert_fixed_body(
+        &scrape(addr, client_config(&new_ca.pem(), None, &[]), &[])
+            .await
+            .unwrap(),
+    );
+    dir.write("web.yml", &good);
+
+    let _ = go_on_tx.send(());
+    let scrapes = tokio::time::timeout(IO_LIMIT, looping)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(scrapes >= 1);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watcher_picks_up_a_changed_certificate() {
+    let old_ca = Ca::new("old");
+    let new_ca = Ca::new("new");
+    let dir = TempDir::new("watch");
+    let web = tls_only(&dir, &old_ca, "", "");
+    let node = Node::start(&web, "").await;
+    let cancel = CancellationToken::new();
+    let watcher = tokio::spawn(web.clone().watch(Duration::from_millis(20), cancel.clone()));
+    let leaf = new_ca.server();
+    // A different size too, so the change is seen even within one mtime tick.
+    dir.write("server.key", &format!("{}\n\n", leaf.key_pem));
+    dir.write("server.crt", &format!("{}\n\n", leaf.cert_pem));
+    let picked_up = tokio::time::timeout(IO_LIMIT, async {
+        loop {
+            if scrape(node.addr, client_config(&new_ca.pem(), None, &[]), &[])
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        picked_up.is_ok(),
+        "the watcher reloaded the rotated certificate"
+    );
+    cancel.cancel();
+    watcher.await.unwrap();
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_handshakes_do_not_starve_other_scrapers_and_are_cut_off() {
+    let ca = Ca::new("ca");
+    let dir = TempDir::new("slowloris");
+    let path = write_web_config(&dir, &ca.server(), "", "");
+    let web = WebConfig::load_with(path, Duration::from_millis(200)).unwrap();
+    let node = Node::start(&web, "").await;
+    // Slowloris: connections that send half a record header and then nothing.
+    let mut slow = Vec::new();
+    for _ in 0..64 {
+        let mut s = TcpStream::connect(node.addr).await.unwrap();
+        s.write_all(&[0x16, 0x03]).await.unwrap();
+        slow.push(s);
+    }
+    for _ in 0..5 {
+        assert_fixed_body(
+            &scrape(node.addr, client_config(&ca.pem(), None, &[]), &[])
+                .await
+                .unwrap(),
+        );
+    }
+    // The server drops every one of them by itself (the handshake timeout).
+    for mut s in slow {
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(IO_LIMIT, s.read(&mut buf))
+            .await
+            .expect("the server closed the slow connection")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+    }
+    node.stop().await;
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_failed_handshakes_do_not_grow_memory() {
+    let ca = Ca::new("ca");
+    let other = Ca::new("other");
+    let dir = TempDir::new("failed");
+    let web = tls_only(&dir, &ca, "", "");
+    let node = Node::start(&web, "").await;
+    let bad = client_config(&other.pem(), None, &[]);
+    let round = |n: usize| {
+        let bad = Arc::clone(&bad);
+        let addr = node.addr;
+        async move {
+            for i in 0..n {
+                if i % 2 == 0 {
+                    assert!(connect_tls(addr, Arc::clone(&bad)).await.is_err());
+                } else {
+                    let _ = support::exchange(addr, &tls11_client_hello()).await;
+                }
+            }
+        }
+    };
+    round(500).await; // warm up allocator pools
+    let before = rss_kib();
+    round(3000).await;
+    let after = rss_kib();
+    // Leaking even 1 KiB per handshake would add 3 MiB; allocator noise stays well under.
+    assert!(
+        after < before + 2048,
+        "RSS grew from {before} KiB to {after} KiB"
+    );
+    assert_fixed_body(
+        &scrape(node.addr, client_config(&ca.pem(), None, &[]), &[])
+            .await
+            .unwrap(),
+    );
+    node.stop().await;
+}
+
+fn load_error(text: &str) -> String {
+    let ca = Ca::new("ca");
+    let dir = TempDir::new("bad");
+    let leaf = ca.server();
+    dir.write("server.crt", &leaf.cert_pem);
+    dir.write("server.key", &leaf.key_pem);
+    dir.write("ca.crt", &ca.pem());
+    let path = dir.write("web.yml", text);
+    WebConfig::load(path).expect_err("a bad file").to_string()
+}
+
+#[test]
+fn unknown_keys_and_bad_values_are_start_up_errors_naming_the_key() {
+    let tls = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n";
+    let cases: &[(String, &str)] = &[
+        (
+            "tls_server_config:\n  cert_fil: server.crt\n".into(),
+            "cert_fil",
+        ),
+        ("tls_config:\n  cert_file: a\n".into(), "tls_config"),
+        (format!("{tls}  min_version: TLS11\n"), "min_version"),
+        (format!("{tls}  max_version: TLS14\n"), "max_version"),
+        (
+            format!("{tls}  min_version: TLS13\n  max_version: TLS12\n"),
+            "min_version",
+        ),
+        (
+            format!("{tls}  client_auth_type: Sometimes\n"),
+            "client_auth_type",
+        ),
+        (
+            format!("{tls}  client_auth_type: RequireAndVerifyClientCert\n"),
+            "client_ca_file",
+        ),
+        (format!("{tls}  client_ca_file: ca.crt\n"), "client_ca_file"),
+        (
+            format!("{tls}  cipher_suites: [TLS_RSA_WITH_RC4_128_SHA]\n"),
+            "cipher_suites",
+        ),
+        (
+            format!("{tls}  curve_preferences: [CurveP521]\n"),
+            "curve_preferences",
+        ),
+        (
+            "tls_server_config:\n  cert_file: missing.crt\n  key_file: server.key\n".into(),
+            "cert_file",
+        ),
+        (
+            "tls_server_config:\n  cert_file: server.crt\n".into(),
+            "key_file",
+        ),
+        (
+            "tls_server_config:\n  cert_file: server.key\n  key_file: server.key\n".into(),
+            "cert_file",
+        ),
+        ("basic_auth_users:\n  alice: plain\n".into(), "alice"),
+        (
+            "http_server_config:\n  headers:\n    X-Powered-By: me\n".into(),
+            "X-Powered-By",
+        ),
+        (
+            "http_server_config:\n  headers:\n    X-Frame-Options: allow\n".into(),
+            "X-Frame-Options",
+        ),
+        ("rate_limit:\n  interval: 1s\n".into(), "rate_limit"),
+        ("- not a map\n".into(), "web config"),
+    ];
+    for (text, key) in cases {
+        let e = load_error(text);
+        assert!(e.contains(key), "error for {text:?} names {key}: {e}");
+    }
+}
+
+#[test]
+fn the_toolkit_defaults_and_suites_load() {
+    let ca = Ca::new("ca");
+    let dir = TempDir::new("good");
+    let path = write_web_config(
+        &dir,
+        &ca.server(),
+        "  min_version: TLS12\n  max_version: TLS13\n  prefer_server_cipher_suites: true\n  cipher_suites:\n    - TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\n    - TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305\n  curve_preferences: [X25519, CurveP256]\n",
+        "http_server_config:\n  http2: true\n",
+    );
+    assert!(WebConfig::load(path).unwrap().is_tls());
+    // An empty file or an empty tls_server_config serves plain HTTP, as the toolkit does.
+    let empty = dir.write("empty.yml", "");
+    assert!(!WebConfig::load(empty).unwrap().is_tls());
+    let bare = dir.write("bare.yml", "tls_server_config: {}\n");
+    assert!(!WebConfig::load(bare).unwrap().is_tls());
+}
+
+#[test]
+fn exposure_needs_tls_or_a_credential_beyond_loopback() {
+    let ca = Ca::new("ca");
+    let dir = TempDir::new("exposure");
+    let web = tls_only(&dir, &ca, "", "");
+    assert!(matches!(
+        check_exposure_web("0.0.0.0:9090", "", None),
+        Err(ServeError::TokenRequired { .. })
+    ));
+    check_exposure_web("0.0.0.0:9090", "", Some(&web)).expect("TLS alone is allowed");
+    check_exposure_web("0.0.0.0:9090", "token", None).expect("a token alone warns but serves");
+    check_exposure_web("127.0.0.1:9090", "", None).expect("loopback is always allowed");
+    let plain = dir.write(
+        "plain.yml",
+        &format!(
+            "basic_auth_users:\n  u: {}\n",
+            bcrypt::hash("p", 4).unwrap()
+        ),
+    );
+    let plain = WebConfig::load(plain).unwrap();
+    check_exposure_web("0.0.0.0:9090", "", Some(&plain))
+        .expect("basic auth counts as a credential");
+}
