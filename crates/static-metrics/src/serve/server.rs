@@ -48,6 +48,11 @@ impl Default for ServerConfig {
 pub(crate) trait Handler: Send + Sync + 'static {
     /// Answers one request; never fails (errors are responses).
     fn handle(&self, req: Request<Incoming>) -> impl Future<Output = Response<Body>> + Send;
+
+    /// Whether the handler checks a bearer token itself (the metrics service does).
+    fn is_protected(&self) -> bool {
+        false
+    }
 }
 
 /// A protected handler plus the state that lets another task shut its serving down.
@@ -150,7 +155,7 @@ impl<H: Handler> Server<H> {
     }
 
     pub(crate) fn is_protected(&self) -> bool {
-        self.shared.auth.is_some()
+        self.shared.auth.is_some() || self.shared.handler.is_protected()
     }
 
     pub(crate) fn config(&self) -> ServerConfig {
@@ -183,7 +188,7 @@ impl<H: Handler> Server<H> {
         info!(
             server = name,
             address,
-            protected = shared.auth.is_some(),
+            protected = self.is_protected(),
             "starting {name} server"
         );
         let mut backoff = Duration::ZERO;
