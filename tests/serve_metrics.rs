@@ -400,7 +400,7 @@ async fn openmetrics_output_parses_strictly_with_self_metrics_before_eof() {
 #[tokio::test]
 async fn scrapes_are_counted_by_code() {
     let s = start_metrics(fixed(), "", MetricsConfig::default()).await;
-    let filter = "/?name[]=promhttp_metric_handler_requests_total";
+    let filter = "/metrics?name[]=promhttp_metric_handler_requests_total";
     get(s.addr, filter, &[]).await;
     let body = get(s.addr, filter, &[]).await.text();
     assert!(
@@ -495,7 +495,7 @@ async fn encode_failure_is_500_without_partial_body_or_encoding() {
         .store(false, std::sync::atomic::Ordering::SeqCst);
     let after = get(
         s.addr,
-        "/?name[]=promhttp_metric_handler_requests_total",
+        "/metrics?name[]=promhttp_metric_handler_requests_total",
         &[],
     )
     .await
@@ -532,7 +532,7 @@ async fn scrapes_beyond_the_cap_get_503_at_once() {
     for scrape in held {
         assert_eq!(scrape.await.unwrap().status, 200);
     }
-    let self_metrics = "/?name[]=promhttp_metric_handler_requests_total\
+    let self_metrics = "/metrics?name[]=promhttp_metric_handler_requests_total\
                         &name[]=promhttp_metric_handler_requests_in_flight";
     let after = get(addr, self_metrics, &[]).await.text();
     assert!(
@@ -568,7 +568,7 @@ async fn name_filter_selects_families() {
     assert!(!encoded.contains("test_up"));
     let om = get(
         s.addr,
-        "/?name[]=nothing",
+        "/metrics?name[]=nothing",
         &[("Accept", "application/openmetrics-text")],
     )
     .await;
@@ -668,7 +668,7 @@ async fn two_hundred_concurrent_connections_are_all_served() {
 async fn keep_alive_connection_serves_several_scrapes() {
     let s = start_metrics(fixed(), "", MetricsConfig::default()).await;
     let mut stream = TcpStream::connect(s.addr).await.unwrap();
-    let request = b"GET /?name[]=test_up HTTP/1.1\r\nHost: x\r\n\r\n";
+    let request = b"GET /metrics?name[]=test_up HTTP/1.1\r\nHost: x\r\n\r\n";
     let mut buf = vec![0u8; 4096];
     for _ in 0..3 {
         stream.write_all(request).await.unwrap();
@@ -708,6 +708,8 @@ fn config_knobs_are_kept() {
         },
         max_concurrent_scrapes: 3,
         enable_openmetrics: false,
+        metrics_path: "/scrape",
+        serve_every_path: false,
     };
     let server = new_metrics_server_with(Some(fixed()), "", config)
         .unwrap()
