@@ -85,7 +85,9 @@ fn the_elastickv_registry_exports_no_process_family_unless_asked() {
     other.metrics().set_process_metrics(true);
     // Per registry: turning it on for one leaves the other as it was.
     assert!(!registry.render(Format::Text).contains("process_"));
-    assert!(other.render(Format::Text).contains("process_cpu_seconds_total"));
+    assert!(other
+        .render(Format::Text)
+        .contains("process_cpu_seconds_total"));
     other.metrics().set_process_metrics(false);
     assert!(!other.render(Format::Text).contains("process_"));
 }
@@ -100,17 +102,29 @@ fn opted_in_the_six_families_parse_strictly_with_the_constant_labels() {
     let om = registry.render(Format::OpenMetrics);
     let parsed_om = exposition::parse_openmetrics(&om).unwrap_or_else(|e| panic!("{e}\n{om}"));
     for (name, help, counter) in FAMILIES {
-        let family = parsed.family(name).unwrap_or_else(|| panic!("{name} missing"));
+        let family = parsed
+            .family(name)
+            .unwrap_or_else(|| panic!("{name} missing"));
         assert_eq!(family.help.as_deref(), Some(help), "{name}");
         let kind = if counter { "counter" } else { "gauge" };
         assert_eq!(family.kind, kind, "{name}");
-        let om_name = if counter { name.trim_end_matches("_total") } else { name };
+        let om_name = if counter {
+            name.trim_end_matches("_total")
+        } else {
+            name
+        };
         assert_eq!(parsed_om.family(om_name).unwrap().kind, kind, "{name}");
-        let value = parsed.value(name, &node::NODE).unwrap_or_else(|| panic!("{name} labels"));
+        let value = parsed
+            .value(name, &node::NODE)
+            .unwrap_or_else(|| panic!("{name} labels"));
         assert!(value.is_finite() && value >= 0.0, "{name} = {value}");
     }
-    let resident = parsed.value("process_resident_memory_bytes", &node::NODE).unwrap();
-    let virtual_ = parsed.value("process_virtual_memory_bytes", &node::NODE).unwrap();
+    let resident = parsed
+        .value("process_resident_memory_bytes", &node::NODE)
+        .unwrap();
+    let virtual_ = parsed
+        .value("process_virtual_memory_bytes", &node::NODE)
+        .unwrap();
     assert!(resident > 0.0 && resident <= virtual_);
     let open = parsed.value("process_open_fds", &node::NODE).unwrap();
     let max = parsed.value("process_max_fds", &node::NODE).unwrap();
@@ -119,9 +133,14 @@ fn opted_in_the_six_families_parse_strictly_with_the_constant_labels() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
-    let start = parsed.value("process_start_time_seconds", &node::NODE).unwrap();
+    let start = parsed
+        .value("process_start_time_seconds", &node::NODE)
+        .unwrap();
     // Clock ticks round the start time to 10 ms; the boot time to a second.
-    assert!(start <= now + 2.0 && start > now - 3600.0, "started {start}, now {now}");
+    assert!(
+        start <= now + 2.0 && start > now - 3600.0,
+        "started {start}, now {now}"
+    );
 }
 
 #[cfg(target_os = "linux")]
@@ -158,12 +177,14 @@ fn open_fds_follow_files_opened_and_closed() {
 fn a_warm_scrape_with_process_families_allocates_nothing() {
     let _serial = serial();
     let registry = node::registry();
-    registry.redis_observer().observe(&elastickv_metrics::elastickv::redis::RedisRequestReport {
-        command: b"get",
-        is_error: false,
-        duration: std::time::Duration::from_micros(100),
-        unsupported: false,
-    });
+    registry
+        .redis_observer()
+        .observe(&elastickv_metrics::elastickv::redis::RedisRequestReport {
+            command: b"get",
+            is_error: false,
+            duration: std::time::Duration::from_micros(100),
+            unsupported: false,
+        });
     registry.metrics().set_process_metrics(true);
     let mut out = Vec::new();
     for format in [Format::Text, Format::OpenMetrics] {

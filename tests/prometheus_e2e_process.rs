@@ -252,7 +252,6 @@ fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<
     }
 }
 
-
 #[test]
 fn prometheus_stores_the_process_families_of_the_demo_node() {
     let Some(prometheus_bin) = tool("prometheus", "PROMETHEUS_BIN") else {
@@ -263,7 +262,10 @@ fn prometheus_stores_the_process_families_of_the_demo_node() {
     let auth = format!("Authorization: Bearer {TOKEN}\r\n");
     let (status, body) = http_get(&plain_target, "/metrics", &auth).expect("a scrape");
     assert_eq!(status, 200);
-    assert!(body.contains("elastickv_") && !body.contains("process_"), "{body}");
+    assert!(
+        body.contains("elastickv_") && !body.contains("process_"),
+        "{body}"
+    );
     assert_eq!(http_get(&plain_target, "/", &auth).map(|r| r.0), Some(404));
     drop(plain);
 
@@ -279,11 +281,15 @@ fn prometheus_stores_the_process_families_of_the_demo_node() {
     });
     let selector = format!("node_id=\"{NODE_ID}\",node_address=\"{NODE_ADDRESS}\"");
     for (name, kind) in FAMILIES {
-        let value = wait_for(&format!("{name} to be stored"), Duration::from_secs(30), || {
-            values(&query(&prometheus, &format!("{name}{{{selector}}}")))
-                .first()
-                .copied()
-        });
+        let value = wait_for(
+            &format!("{name} to be stored"),
+            Duration::from_secs(30),
+            || {
+                values(&query(&prometheus, &format!("{name}{{{selector}}}")))
+                    .first()
+                    .copied()
+            },
+        );
         assert!(value.is_finite() && value >= 0.0, "{name} = {value}");
         // The type Prometheus learnt from the scrape's metadata.
         let metadata = http_get(&prometheus, &format!("/api/v1/metadata?metric={name}"), "")
@@ -291,24 +297,52 @@ fn prometheus_stores_the_process_families_of_the_demo_node() {
             .1;
         let om_name = name.trim_end_matches("_total");
         if !metadata.contains(&format!("\"type\":\"{kind}\"")) {
-            let alt = http_get(&prometheus, &format!("/api/v1/metadata?metric={om_name}"), "")
-                .expect("metadata answers")
-                .1;
-            assert!(alt.contains(&format!("\"type\":\"{kind}\"")), "{name}: {metadata} {alt}");
+            let alt = http_get(
+                &prometheus,
+                &format!("/api/v1/metadata?metric={om_name}"),
+                "",
+            )
+            .expect("metadata answers")
+            .1;
+            assert!(
+                alt.contains(&format!("\"type\":\"{kind}\"")),
+                "{name}: {metadata} {alt}"
+            );
         }
     }
-    let resident = values(&query(&prometheus, &format!("process_resident_memory_bytes{{{selector}}}")))[0];
-    let virtual_ = values(&query(&prometheus, &format!("process_virtual_memory_bytes{{{selector}}}")))[0];
-    assert!(resident > 1e6 && resident <= virtual_, "{resident} of {virtual_}");
-    let open = values(&query(&prometheus, &format!("process_open_fds{{{selector}}}")))[0];
-    let max = values(&query(&prometheus, &format!("process_max_fds{{{selector}}}")))[0];
+    let resident = values(&query(
+        &prometheus,
+        &format!("process_resident_memory_bytes{{{selector}}}"),
+    ))[0];
+    let virtual_ = values(&query(
+        &prometheus,
+        &format!("process_virtual_memory_bytes{{{selector}}}"),
+    ))[0];
+    assert!(
+        resident > 1e6 && resident <= virtual_,
+        "{resident} of {virtual_}"
+    );
+    let open = values(&query(
+        &prometheus,
+        &format!("process_open_fds{{{selector}}}"),
+    ))[0];
+    let max = values(&query(
+        &prometheus,
+        &format!("process_max_fds{{{selector}}}"),
+    ))[0];
     assert!(open >= 3.0 && open <= max, "{open} of {max}");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
-    let start = values(&query(&prometheus, &format!("process_start_time_seconds{{{selector}}}")))[0];
-    assert!(start <= now + 2.0 && start > now - 600.0, "started {start}, now {now}");
+    let start = values(&query(
+        &prometheus,
+        &format!("process_start_time_seconds{{{selector}}}"),
+    ))[0];
+    assert!(
+        start <= now + 2.0 && start > now - 600.0,
+        "started {start}, now {now}"
+    );
     // The node keeps working, so its CPU counter grows: rate() sees it.
     let rate = wait_for("a CPU rate", Duration::from_secs(30), || {
         values(&query(

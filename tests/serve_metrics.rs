@@ -70,7 +70,9 @@ async fn t162_scheme_is_case_insensitive() {
     let s = protected().await;
     for header in ["bearer secret-token", "BEARER secret-token"] {
         assert_eq!(
-            get(s.addr, "/metrics", &[("Authorization", header)]).await.status,
+            get(s.addr, "/metrics", &[("Authorization", header)])
+                .await
+                .status,
             200,
             "{header}"
         );
@@ -122,7 +124,9 @@ async fn t165_extra_whitespace_around_and_between_parts_is_accepted() {
         "\tBearer secret-token",
     ] {
         assert_eq!(
-            get(s.addr, "/metrics", &[("Authorization", header)]).await.status,
+            get(s.addr, "/metrics", &[("Authorization", header)])
+                .await
+                .status,
             200,
             "{header:?}"
         );
@@ -258,7 +262,9 @@ async fn t173_shutdown_fails_when_a_connection_outlives_the_deadline() {
     let s = start_metrics(blocking.clone(), "", config).await;
     let addr = s.addr;
     let stuck =
-        tokio::spawn(async move { exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await });
+        tokio::spawn(
+            async move { exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await },
+        );
     blocking.wait_entered(1).await;
     let started = Instant::now();
     let results = s.stop().await;
@@ -286,7 +292,9 @@ async fn t173_default_shutdown_bound_is_five_seconds() {
     let s = start_metrics(blocking.clone(), "", MetricsConfig::default()).await;
     let addr = s.addr;
     let _stuck =
-        tokio::spawn(async move { exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await });
+        tokio::spawn(
+            async move { exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await },
+        );
     blocking.wait_entered(1).await;
     let started = Instant::now();
     let results = s.stop().await;
@@ -388,7 +396,12 @@ async fn no_accept_header_gets_text_0_0_4() {
 #[tokio::test]
 async fn openmetrics_output_parses_strictly_with_self_metrics_before_eof() {
     let s = start_metrics(fixed(), "", MetricsConfig::default()).await;
-    let reply = get(s.addr, "/metrics", &[("Accept", "application/openmetrics-text")]).await;
+    let reply = get(
+        s.addr,
+        "/metrics",
+        &[("Accept", "application/openmetrics-text")],
+    )
+    .await;
     let body = reply.text();
     assert_strict_openmetrics(&body);
     assert!(body.contains("# TYPE promhttp_metric_handler_requests counter\n"));

@@ -350,7 +350,12 @@ async fn profile_once(addr: SocketAddr) -> pprof::protos::Profile {
     let burner = burn(900);
     let reply = get(addr, "/debug/pprof/profile?seconds=1", &[]).await;
     burner.join().unwrap();
-    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
     let mut raw = Vec::new();
     flate2::read::GzDecoder::new(&reply.body[..])
         .read_to_end(&mut raw)
@@ -361,7 +366,8 @@ async fn profile_once(addr: SocketAddr) -> pprof::protos::Profile {
 /// Whether `s` is a legacy-mangled (`_ZN…17h<hash>E`) or v0-mangled (`_R…`) Rust symbol.
 fn is_mangled(s: &str) -> bool {
     let legacy = s.starts_with("_ZN") && s.ends_with('E') && s.contains("17h");
-    let v0 = s.starts_with("_R") && s.len() > 4 && s[2..].starts_with(|c: char| c.is_ascii_uppercase());
+    let v0 =
+        s.starts_with("_R") && s.len() > 4 && s[2..].starts_with(|c: char| c.is_ascii_uppercase());
     legacy || v0
 }
 
@@ -381,7 +387,11 @@ async fn twenty_profiles_in_a_row_keep_resident_memory_flat_and_symbols_readable
     for _ in 1..20 {
         let profile = profile_once(s.addr).await;
         sampled |= !profile.sample.is_empty();
-        let mangled: Vec<&String> = profile.string_table.iter().filter(|s| is_mangled(s)).collect();
+        let mangled: Vec<&String> = profile
+            .string_table
+            .iter()
+            .filter(|s| is_mangled(s))
+            .collect();
         assert!(mangled.is_empty(), "mangled symbols left: {mangled:?}");
     }
     let after = resident_bytes();

@@ -59,7 +59,10 @@ async fn the_service_answers_any_path_its_router_gives_it_and_only_path_restrict
     for path in ["/metrics", "/", "/mounted/elsewhere?x=1"] {
         let (response, body) = call(&service, req(path, &[])).await;
         assert_eq!(response.status(), 200, "{path}");
-        assert!(String::from_utf8(body).unwrap().contains("test_up 1\n"), "{path}");
+        assert!(
+            String::from_utf8(body).unwrap().contains("test_up 1\n"),
+            "{path}"
+        );
     }
     let only = service.clone().only_path("/metrics");
     assert_eq!(only.path(), Some("/metrics"));
@@ -96,7 +99,10 @@ async fn negotiation_gzip_methods_and_self_metrics_come_with_the_service() {
     let service = MetricsService::new(fixed(), "").unwrap();
     let (response, body) = call(
         &service,
-        req("/metrics", &[("Accept", "application/openmetrics-text; version=1.0.0")]),
+        req(
+            "/metrics",
+            &[("Accept", "application/openmetrics-text; version=1.0.0")],
+        ),
     )
     .await;
     assert_eq!(

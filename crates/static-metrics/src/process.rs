@@ -26,7 +26,11 @@ pub const FAMILIES: [(&str, &str, bool); 6] = [
         "Total user and system CPU time spent in seconds.",
         true,
     ),
-    ("process_open_fds", "Number of open file descriptors.", false),
+    (
+        "process_open_fds",
+        "Number of open file descriptors.",
+        false,
+    ),
     (
         "process_max_fds",
         "Maximum number of open file descriptors.",
@@ -284,6 +288,8 @@ mod imp {
         if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
             return None;
         }
+        // rlim_t is u64 on every Linux target.
+        #[allow(clippy::unnecessary_cast)]
         Some(limit.rlim_cur as u64)
     }
 
@@ -322,9 +328,8 @@ mod imp {
                 break Some(entries);
             }
             // SAFETY: the kernel wrote `n` bytes of records; reading them as bytes is sound.
-            let bytes = unsafe {
-                std::slice::from_raw_parts(buffer.as_ptr().cast::<u8>(), n as usize)
-            };
+            let bytes =
+                unsafe { std::slice::from_raw_parts(buffer.as_ptr().cast::<u8>(), n as usize) };
             entries += count_dirents(bytes);
         };
         // SAFETY: `fd` was opened above and is closed once.
@@ -436,7 +441,13 @@ mod tests {
         assert!(text.contains("process_start_time_seconds{node_id=\"n1\"} 1.7e+09\n"));
         assert!(!text.contains("process_max_fds"));
         let mut om = Vec::new();
-        encode(&stats, Format::OpenMetrics, "", |n| n.contains("cpu"), &mut om);
+        encode(
+            &stats,
+            Format::OpenMetrics,
+            "",
+            |n| n.contains("cpu"),
+            &mut om,
+        );
         assert_eq!(
             String::from_utf8(om).unwrap(),
             "# TYPE process_cpu_seconds counter\n\
@@ -459,7 +470,10 @@ mod tests {
             .unwrap()
             .as_secs_f64();
         let start = stats.start_time_seconds.unwrap();
-        assert!(start <= now + 1.0 && start > now - 86_400.0 * 365.0, "{start}");
+        assert!(
+            start <= now + 1.0 && start > now - 86_400.0 * 365.0,
+            "{start}"
+        );
         assert!(stats.cpu_seconds.unwrap() >= 0.0);
     }
 }

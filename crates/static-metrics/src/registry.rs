@@ -208,7 +208,9 @@ impl Registry {
     /// Whether [`set_process_metrics`](Self::set_process_metrics) turned the process families on.
     #[cfg(feature = "process")]
     pub fn process_metrics(&self) -> bool {
-        self.inner.process.load(std::sync::atomic::Ordering::Relaxed)
+        self.inner
+            .process
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Appends the exposition of every family in `format` to `out`, without the closing

@@ -18,15 +18,13 @@ pub fn app(registry: Registry, token: &str) -> Result<Router, ServeError> {
     let router = Router::new().route("/metrics", metrics.axum());
 
     let jobs = registry.counter(family::jobs_total(Outcome::Ok));
-    Ok(router
-        .route("/", get(|| async { "hello\n" }))
-        .route(
-            "/work",
-            get(move || async move {
-                jobs.inc();
-                "done\n"
-            }),
-        ))
+    Ok(router.route("/", get(|| async { "hello\n" })).route(
+        "/work",
+        get(move || async move {
+            jobs.inc();
+            "done\n"
+        }),
+    ))
 }
 
 /// The registry the example serves, with the process families turned on.

@@ -8,7 +8,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|| "127.0.0.1:3000".to_string());
     let app = axum_embed_example::app(axum_embed_example::registry(), "")?;
     let listener = tokio::net::TcpListener::bind(&address).await?;
-    println!("serving on http://{}/ (metrics at /metrics)", listener.local_addr()?);
+    println!(
+        "serving on http://{}/ (metrics at /metrics)",
+        listener.local_addr()?
+    );
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -13,13 +13,16 @@ const LIMIT: Duration = Duration::from_secs(15);
 async fn request(addr: SocketAddr, method: &str, path: &str, headers: &str) -> (u16, String) {
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await.unwrap();
-        let raw = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n");
+        let raw =
+            format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n");
         stream.write_all(raw.as_bytes()).await.unwrap();
         let mut out = Vec::new();
         stream.read_to_end(&mut out).await.unwrap();
         String::from_utf8_lossy(&out).into_owned()
     };
-    let text = tokio::time::timeout(LIMIT, exchange).await.expect("answered in time");
+    let text = tokio::time::timeout(LIMIT, exchange)
+        .await
+        .expect("answered in time");
     let status = text
         .split(' ')
         .nth(1)
@@ -45,13 +48,34 @@ async fn metrics_mounted_on_the_application_router_count_its_work() {
     }
     let (status, text) = request(addr, "GET", "/metrics", "").await;
     assert_eq!(status, 200, "{text}");
-    assert!(text.contains("content-type: text/plain; version=0.0.4; charset=utf-8"), "{text}");
-    assert!(text.contains("jobs_total{outcome=\"ok\",service=\"axum-embed\"} 3\n"), "{text}");
-    assert!(text.contains("process_resident_memory_bytes{service=\"axum-embed\"} "), "{text}");
-    assert!(text.contains("promhttp_metric_handler_requests_total{code=\"200\"} 0\n"), "{text}");
+    assert!(
+        text.contains("content-type: text/plain; version=0.0.4; charset=utf-8"),
+        "{text}"
+    );
+    assert!(
+        text.contains("jobs_total{outcome=\"ok\",service=\"axum-embed\"} 3\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("process_resident_memory_bytes{service=\"axum-embed\"} "),
+        "{text}"
+    );
+    assert!(
+        text.contains("promhttp_metric_handler_requests_total{code=\"200\"} 0\n"),
+        "{text}"
+    );
 
-    let (_, om) = request(addr, "GET", "/metrics", "Accept: application/openmetrics-text\r\n").await;
-    assert!(om.contains("application/openmetrics-text; version=1.0.0"), "{om}");
+    let (_, om) = request(
+        addr,
+        "GET",
+        "/metrics",
+        "Accept: application/openmetrics-text\r\n",
+    )
+    .await;
+    assert!(
+        om.contains("application/openmetrics-text; version=1.0.0"),
+        "{om}"
+    );
     assert!(om.ends_with("# EOF\n"), "{om}");
     let (_, gz) = request(addr, "GET", "/metrics", "Accept-Encoding: gzip\r\n").await;
     assert!(gz.contains("content-encoding: gzip"), "{gz}");

@@ -270,7 +270,10 @@ mod tests {
         assert_eq!(pool.idle(), 0, "still owned by the frame");
         drop(data);
         assert_eq!(pool.idle(), 1);
-        assert!(matches!(body.as_mut().poll_frame(&mut cx), Poll::Ready(None)));
+        assert!(matches!(
+            body.as_mut().poll_frame(&mut cx),
+            Poll::Ready(None)
+        ));
     }
 
     #[test]

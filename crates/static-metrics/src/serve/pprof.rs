@@ -336,8 +336,7 @@ async fn profile(query: Option<&str>) -> Response<Body> {
     .await;
     match encoded {
         Ok(Ok(profile)) => {
-            let mut response =
-                Response::new(Body::from_vec(PooledVec::unpooled(profile.gzipped)));
+            let mut response = Response::new(Body::from_vec(PooledVec::unpooled(profile.gzipped)));
             let headers = response.headers_mut();
             if profile.samples == 0 {
                 headers.insert(
@@ -549,7 +548,13 @@ mod tests {
         demangle_strings(&mut strings);
         assert_eq!(
             strings,
-            ["", "tokio::time::sleep", "mycrate::main", "tokio::time::sleep", "src/main.rs"]
+            [
+                "",
+                "tokio::time::sleep",
+                "mycrate::main",
+                "tokio::time::sleep",
+                "src/main.rs"
+            ]
         );
     }
 
