@@ -455,15 +455,15 @@ fn demangle_strings(strings: &mut [String]) {
 
 /// Gives back the memory a profile used, once it is built.
 ///
-/// Two things keep it otherwise, both measured on the demo node (README, "Profiling memory"):
-/// symbolization (the `backtrace` crate behind pprof) parses the binary's DWARF line tables on
-/// first use and caches them for the life of the process, and glibc keeps the pages of freed
-/// blocks in the arena of the thread that freed them. The pprof crate also replaces its
-/// ~68 MiB sample table with a fresh one at every stop, from whichever blocking thread stops
-/// it, so with each new thread another arena held a whole freed table. Clearing the symbol
-/// cache and trimming every arena returns all of that to the system.
+/// Measured on the demo node (README, "Profiling memory"): the pprof crate keeps a ~68 MiB
+/// sample table and replaces it with a fresh one at every stop, from whichever blocking thread
+/// stops it, and glibc keeps the pages of the freed table in that thread's arena, so every new
+/// thread held another whole table. Trimming every arena returns them to the system.
+///
+/// The symbol cache of the `backtrace` crate (the binary's parsed line tables) is kept on
+/// purpose: it is built once and reused, and clearing it (`backtrace::clear_symbol_cache`)
+/// was observed to leave every later profile of the process without samples.
 fn release_profile_memory() {
-    backtrace::clear_symbol_cache();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim has no preconditions; it only returns free pages to the kernel.
     unsafe {
