@@ -58,6 +58,14 @@ struct Args {
     /// Serve text 0.0.4 only, even to scrapers that prefer OpenMetrics (as the reference does).
     #[arg(long)]
     no_openmetrics: bool,
+    /// Also export the `process_*` families (CPU, memory, file descriptors, start time), as
+    /// Prometheus's process collector names them. Off by default, as in the reference.
+    #[arg(long)]
+    process_metrics: bool,
+    /// Serve the exposition at every path, as the reference handler does, instead of only at
+    /// `/metrics` (other paths 404).
+    #[arg(long)]
+    metrics_every_path: bool,
     /// Stop by itself after this long (e.g. `30s`); runs until Ctrl-C / SIGTERM otherwise.
     #[arg(long, value_parser = parse_duration)]
     run_for: Option<Duration>,
@@ -125,6 +133,7 @@ async fn run(args: Args) -> Result<(), String> {
         None => args.metrics_token.clone(),
     };
     let registry = Registry::new(&args.node_id, &args.node_address);
+    registry.metrics().set_process_metrics(args.process_metrics);
     let cancel = CancellationToken::new();
     let web = match &args.web_config_file {
         Some(path) => Some(serve::WebConfig::load(path).map_err(|e| e.to_string())?),
@@ -143,6 +152,7 @@ async fn run(args: Args) -> Result<(), String> {
     let exposition: Arc<dyn Exposition> = Arc::new(registry.clone());
     let config = MetricsConfig {
         enable_openmetrics: !args.no_openmetrics,
+        serve_every_path: args.metrics_every_path,
         ..MetricsConfig::default()
     };
     let metrics_server = serve::new_metrics_server_with(Some(exposition), &metrics_token, config)

@@ -546,8 +546,8 @@ async fn raw_get(addr: SocketAddr, target: &[u8]) -> Vec<u8> {
 }
 
 /// On the pprof server every odd target is a 4xx (or a closed connection for bytes HTTP does
-/// not allow); on the metrics server, which serves its exposition at any path by design, each
-/// is either that exposition (200, parseable) or a 4xx. Nothing else is ever served.
+/// not allow); on the metrics server, which serves its exposition only at `/metrics` unless
+/// asked to serve every path, each is either that exposition (200, parseable) or a 4xx. Nothing else is ever served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn odd_paths_get_4xx_and_serve_no_files() {
     let node = Node::start().await;

@@ -454,9 +454,16 @@ fn t05_the_handler_answers_any_path_with_the_text_exposition() {
         let r = registry();
         r.lease_read_observer().observe(true);
         let exposition: Arc<dyn elastickv_metrics::serve::Exposition> = Arc::new(r);
-        let server = elastickv_metrics::serve::new_metrics_server(Some(exposition), "")
-            .unwrap()
-            .unwrap();
+        // Every path, as the reference handler: an option of ours; by default only `/metrics`
+        // serves the exposition (tests/serve_service.rs checks that default).
+        let config = elastickv_metrics::serve::MetricsConfig {
+            serve_every_path: true,
+            ..Default::default()
+        };
+        let server =
+            elastickv_metrics::serve::new_metrics_server_with(Some(exposition), "", config)
+                .unwrap()
+                .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let cancel = CancellationToken::new();

@@ -70,7 +70,9 @@ async fn t162_scheme_is_case_insensitive() {
     let s = protected().await;
     for header in ["bearer secret-token", "BEARER secret-token"] {
         assert_eq!(
-            get(s.addr, "/", &[("Authorization", header)]).await.status,
+            get(s.addr, "/metrics", &[("Authorization", header)])
+                .await
+                .status,
             200,
             "{header}"
         );
@@ -122,7 +124,9 @@ async fn t165_extra_whitespace_around_and_between_parts_is_accepted() {
         "\tBearer secret-token",
     ] {
         assert_eq!(
-            get(s.addr, "/", &[("Authorization", header)]).await.status,
+            get(s.addr, "/metrics", &[("Authorization", header)])
+                .await
+                .status,
             200,
             "{header:?}"
         );
@@ -134,13 +138,13 @@ async fn t165_extra_whitespace_around_and_between_parts_is_accepted() {
 async fn t166_padded_configured_token_accepts_the_trimmed_one() {
     let s = start_metrics(fixed(), " secret ", MetricsConfig::default()).await;
     assert_eq!(
-        get(s.addr, "/", &[("Authorization", "Bearer secret")])
+        get(s.addr, "/metrics", &[("Authorization", "Bearer secret")])
             .await
             .status,
         200
     );
     assert_eq!(
-        get(s.addr, "/", &[("Authorization", "Bearer  secret ")])
+        get(s.addr, "/metrics", &[("Authorization", "Bearer  secret ")])
             .await
             .status,
         200
@@ -241,7 +245,7 @@ async fn t172_shutdown_task_waits_for_cancellation() {
         s.tasks.try_join_next().is_none(),
         "a task finished before cancellation"
     );
-    assert_eq!(get(s.addr, "/", &[]).await.status, 200);
+    assert_eq!(get(s.addr, "/metrics", &[]).await.status, 200);
     s.stop_cleanly().await;
 }
 
@@ -258,7 +262,9 @@ async fn t173_shutdown_fails_when_a_connection_outlives_the_deadline() {
     let s = start_metrics(blocking.clone(), "", config).await;
     let addr = s.addr;
     let stuck =
-        tokio::spawn(async move { exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await });
+        tokio::spawn(
+            async move { exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await },
+        );
     blocking.wait_entered(1).await;
     let started = Instant::now();
     let results = s.stop().await;
@@ -286,7 +292,9 @@ async fn t173_default_shutdown_bound_is_five_seconds() {
     let s = start_metrics(blocking.clone(), "", MetricsConfig::default()).await;
     let addr = s.addr;
     let _stuck =
-        tokio::spawn(async move { exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await });
+        tokio::spawn(
+            async move { exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await },
+        );
     blocking.wait_entered(1).await;
     let started = Instant::now();
     let results = s.stop().await;
@@ -374,7 +382,7 @@ async fn every_prometheus_accept_string_gets_the_right_content_type() {
 #[tokio::test]
 async fn no_accept_header_gets_text_0_0_4() {
     let s = start_metrics(fixed(), "", MetricsConfig::default()).await;
-    let reply = get(s.addr, "/", &[]).await;
+    let reply = get(s.addr, "/metrics", &[]).await;
     assert_eq!(
         reply.header("Content-Type"),
         Some("text/plain; version=0.0.4; charset=utf-8")
@@ -388,7 +396,12 @@ async fn no_accept_header_gets_text_0_0_4() {
 #[tokio::test]
 async fn openmetrics_output_parses_strictly_with_self_metrics_before_eof() {
     let s = start_metrics(fixed(), "", MetricsConfig::default()).await;
-    let reply = get(s.addr, "/", &[("Accept", "application/openmetrics-text")]).await;
+    let reply = get(
+        s.addr,
+        "/metrics",
+        &[("Accept", "application/openmetrics-text")],
+    )
+    .await;
     let body = reply.text();
     assert_strict_openmetrics(&body);
     assert!(body.contains("# TYPE promhttp_metric_handler_requests counter\n"));
@@ -400,7 +413,7 @@ async fn openmetrics_output_parses_strictly_with_self_metrics_before_eof() {
 #[tokio::test]
 async fn scrapes_are_counted_by_code() {
     let s = start_metrics(fixed(), "", MetricsConfig::default()).await;
-    let filter = "/?name[]=promhttp_metric_handler_requests_total";
+    let filter = "/metrics?name[]=promhttp_metric_handler_requests_total";
     get(s.addr, filter, &[]).await;
     let body = get(s.addr, filter, &[]).await.text();
     assert!(
@@ -438,7 +451,7 @@ async fn gzip_round_trip_matches_the_identity_body() {
 async fn gzip_refused_or_unknown_encodings_get_identity() {
     let s = start_metrics(fixed(), "", MetricsConfig::default()).await;
     for accept_encoding in ["gzip;q=0", "br, zstd", "identity"] {
-        let reply = get(s.addr, "/", &[("Accept-Encoding", accept_encoding)]).await;
+        let reply = get(s.addr, "/metrics", &[("Accept-Encoding", accept_encoding)]).await;
         assert_eq!(reply.header("Content-Encoding"), None, "{accept_encoding}");
         assert!(reply.text().contains("test_up 1"));
     }
@@ -477,7 +490,7 @@ async fn encode_failure_is_500_without_partial_body_or_encoding() {
         failing: AtomicBool::new(true),
     });
     let s = start_metrics(double.clone(), "", MetricsConfig::default()).await;
-    let reply = get(s.addr, "/", &[("Accept-Encoding", "gzip")]).await;
+    let reply = get(s.addr, "/metrics", &[("Accept-Encoding", "gzip")]).await;
     assert_eq!(reply.status, 500);
     assert_eq!(reply.header("Content-Encoding"), None);
     assert_eq!(
@@ -495,7 +508,7 @@ async fn encode_failure_is_500_without_partial_body_or_encoding() {
         .store(false, std::sync::atomic::Ordering::SeqCst);
     let after = get(
         s.addr,
-        "/?name[]=promhttp_metric_handler_requests_total",
+        "/metrics?name[]=promhttp_metric_handler_requests_total",
         &[],
     )
     .await
@@ -517,11 +530,11 @@ async fn scrapes_beyond_the_cap_get_503_at_once() {
     let s = start_metrics(blocking.clone(), "", config).await;
     let addr = s.addr;
     let held: Vec<_> = (0..2)
-        .map(|_| tokio::spawn(async move { get(addr, "/", &[]).await }))
+        .map(|_| tokio::spawn(async move { get(addr, "/metrics", &[]).await }))
         .collect();
     blocking.wait_entered(2).await;
     let started = Instant::now();
-    let rejected = get(addr, "/", &[]).await;
+    let rejected = get(addr, "/metrics", &[]).await;
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "503 was not immediate"
@@ -532,7 +545,7 @@ async fn scrapes_beyond_the_cap_get_503_at_once() {
     for scrape in held {
         assert_eq!(scrape.await.unwrap().status, 200);
     }
-    let self_metrics = "/?name[]=promhttp_metric_handler_requests_total\
+    let self_metrics = "/metrics?name[]=promhttp_metric_handler_requests_total\
                         &name[]=promhttp_metric_handler_requests_in_flight";
     let after = get(addr, self_metrics, &[]).await.text();
     assert!(
@@ -568,7 +581,7 @@ async fn name_filter_selects_families() {
     assert!(!encoded.contains("test_up"));
     let om = get(
         s.addr,
-        "/?name[]=nothing",
+        "/metrics?name[]=nothing",
         &[("Accept", "application/openmetrics-text")],
     )
     .await;
@@ -598,7 +611,7 @@ async fn slow_header_client_is_dropped_after_about_a_second() {
     );
     assert!(!String::from_utf8_lossy(&buf).contains("test_up"));
     // The server is still fine.
-    assert_eq!(get(s.addr, "/", &[]).await.status, 200);
+    assert_eq!(get(s.addr, "/metrics", &[]).await.status, 200);
     s.stop_cleanly().await;
 }
 
@@ -620,7 +633,7 @@ async fn malformed_requests_get_4xx_and_the_server_survives() {
             String::from_utf8_lossy(raw)
         );
     }
-    assert_eq!(get(s.addr, "/", &[]).await.status, 200);
+    assert_eq!(get(s.addr, "/metrics", &[]).await.status, 200);
     s.stop_cleanly().await;
 }
 
@@ -668,7 +681,7 @@ async fn two_hundred_concurrent_connections_are_all_served() {
 async fn keep_alive_connection_serves_several_scrapes() {
     let s = start_metrics(fixed(), "", MetricsConfig::default()).await;
     let mut stream = TcpStream::connect(s.addr).await.unwrap();
-    let request = b"GET /?name[]=test_up HTTP/1.1\r\nHost: x\r\n\r\n";
+    let request = b"GET /metrics?name[]=test_up HTTP/1.1\r\nHost: x\r\n\r\n";
     let mut buf = vec![0u8; 4096];
     for _ in 0..3 {
         stream.write_all(request).await.unwrap();
@@ -708,6 +721,8 @@ fn config_knobs_are_kept() {
         },
         max_concurrent_scrapes: 3,
         enable_openmetrics: false,
+        metrics_path: "/scrape",
+        serve_every_path: false,
     };
     let server = new_metrics_server_with(Some(fixed()), "", config)
         .unwrap()

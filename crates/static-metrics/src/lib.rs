@@ -100,9 +100,11 @@ extern crate self as static_metrics;
 pub mod encode;
 pub mod example;
 pub mod format;
+#[cfg(feature = "process")]
+pub mod process;
 mod registry;
 pub mod schema;
-#[cfg(feature = "server")]
+#[cfg(feature = "service")]
 pub mod serve;
 pub mod snapshot;
 pub mod storage;

@@ -24,6 +24,9 @@ struct Inner {
     /// `name="value",…` for the constant labels, escaped once.
     const_labels: String,
     scrape_pool: Mutex<Vec<ScrapeBuffers>>,
+    /// Whether scrapes append the `process_*` families (off unless asked for).
+    #[cfg(feature = "process")]
+    process: std::sync::atomic::AtomicBool,
 }
 
 /// The metrics of one manifest for one process (or one node of it): every family of the
@@ -96,6 +99,8 @@ impl Registry {
                 const_values: const_values.iter().map(|v| v.to_string()).collect(),
                 const_labels: String::from_utf8(const_labels).expect("escaping keeps UTF-8"),
                 scrape_pool: Mutex::new(Vec::new()),
+                #[cfg(feature = "process")]
+                process: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -189,6 +194,25 @@ impl Registry {
         self.inner.store.remove(series)
     }
 
+    /// Whether every scrape of this registry also exports the `process_*` families of
+    /// Prometheus's process collector (CPU seconds, memory, descriptors, start time; see
+    /// [`process`](crate::process)), with this registry's constant labels. Off by default: a
+    /// process that serves several registries should turn it on for one only.
+    #[cfg(feature = "process")]
+    pub fn set_process_metrics(&self, on: bool) {
+        self.inner
+            .process
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether [`set_process_metrics`](Self::set_process_metrics) turned the process families on.
+    #[cfg(feature = "process")]
+    pub fn process_metrics(&self) -> bool {
+        self.inner
+            .process
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Appends the exposition of every family in `format` to `out`, without the closing
     /// `# EOF` of OpenMetrics (see [`encode::finish`]).
     pub fn encode(&self, format: Format, out: &mut Vec<u8>) {
@@ -221,6 +245,12 @@ impl Registry {
         buffers
             .encoder
             .encode(&buffers.snapshot, &self.inner.const_labels, format, out);
+        #[cfg(feature = "process")]
+        if self.process_metrics() {
+            if let Ok(stats) = crate::process::read() {
+                crate::process::encode(&stats, format, &self.inner.const_labels, &mut keep, out);
+            }
+        }
         let mut pool = self
             .inner
             .scrape_pool

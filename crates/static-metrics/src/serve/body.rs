@@ -1,15 +1,17 @@
 //! Response bodies that hand their buffer back to a pool once hyper has written it.
 //!
 //! A scrape encodes into a `Vec<u8>` taken from a pool. Converting it to `Bytes` would give the
-//! allocation away; instead the body's data chunk owns the `Vec` and returns it to the pool when
-//! hyper drops the chunk, i.e. after the bytes have been written or the connection has gone.
+//! allocation away; instead the body's `Bytes` frame owns the `Vec` (`Bytes::from_owner`) and
+//! returns it to the pool when dropped, i.e. after the bytes have been written or the connection
+//! has gone.
 
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
-use hyper::body::{Buf, Frame, SizeHint};
+use bytes::Bytes;
+use hyper::body::{Frame, SizeHint};
 
 /// A small bounded stack of reusable values.
 ///
@@ -68,6 +70,7 @@ impl PooledVec {
     }
 
     /// A buffer that is simply freed when dropped.
+    #[cfg_attr(not(feature = "pprof"), allow(dead_code))]
     pub(crate) fn unpooled(vec: Vec<u8>) -> Self {
         PooledVec { vec, pool: None }
     }
@@ -96,70 +99,65 @@ impl Drop for PooledVec {
     }
 }
 
-/// The data of a response: static bytes or an owned (possibly pooled) buffer with a read cursor.
-pub(crate) enum Chunk {
-    Static(&'static [u8]),
-    Owned { buf: PooledVec, pos: usize },
-}
-
-impl Buf for Chunk {
-    fn remaining(&self) -> usize {
-        self.chunk().len()
-    }
-
-    fn chunk(&self) -> &[u8] {
-        match self {
-            Chunk::Static(bytes) => bytes,
-            Chunk::Owned { buf, pos } => &buf[*pos..],
-        }
-    }
-
-    fn advance(&mut self, cnt: usize) {
-        assert!(cnt <= self.remaining(), "advance past the end of a chunk");
-        match self {
-            Chunk::Static(bytes) => *bytes = &bytes[cnt..],
-            Chunk::Owned { pos, .. } => *pos += cnt,
-        }
+impl AsRef<[u8]> for PooledVec {
+    fn as_ref(&self) -> &[u8] {
+        &self.vec
     }
 }
 
-/// A whole response body sent as at most one data frame.
+/// The body of every response the metrics service and the servers send: the whole payload as
+/// at most one [`Bytes`] frame, so it plugs into hyper, tower and axum alike (`Data = Bytes`,
+/// never an error).
 ///
-/// `hold` keeps something alive until hyper has consumed the body: the metrics handler parks
-/// its scrape permit there so the concurrency cap also bounds buffers still being sent.
-pub(crate) struct Body {
-    chunk: Option<Chunk>,
+/// The exposition's buffer is not copied into the `Bytes`: the frame owns the pooled buffer
+/// and hands it back to the pool once the frame is dropped, i.e. after the bytes have been
+/// written or the connection has gone. The body can also hold something until it is consumed:
+/// the metrics service parks its scrape permit there, so the concurrency cap also bounds
+/// buffers still being sent.
+pub struct Body {
+    data: Option<Bytes>,
     hold: Option<Box<dyn Send + Sync>>,
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Body")
+            .field("len", &self.data.as_ref().map_or(0, Bytes::len))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Body {
     /// No body at all.
     pub(crate) fn empty() -> Self {
         Body {
-            chunk: None,
+            data: None,
             hold: None,
         }
     }
 
     /// A body of static bytes.
     pub(crate) fn from_static(bytes: &'static [u8]) -> Self {
-        Self::from_chunk(Chunk::Static(bytes))
+        Self::from_bytes(Bytes::from_static(bytes))
     }
 
-    /// A body of an owned buffer.
+    /// A body of an owned buffer (a pooled one goes back to its pool after sending).
     pub(crate) fn from_vec(buf: PooledVec) -> Self {
-        Self::from_chunk(Chunk::Owned { buf, pos: 0 })
+        if buf.pool.is_none() {
+            return Self::from_bytes(Bytes::from(std::mem::take(&mut { buf }.vec)));
+        }
+        Self::from_bytes(Bytes::from_owner(buf))
     }
 
     /// A body of a message built at run time.
     pub(crate) fn from_string(text: String) -> Self {
-        Self::from_vec(PooledVec::unpooled(text.into_bytes()))
+        Self::from_bytes(Bytes::from(text))
     }
 
-    fn from_chunk(chunk: Chunk) -> Self {
+    fn from_bytes(data: Bytes) -> Self {
         Body {
             // An empty data frame would be legal but pointless; size_hint stays exact either way.
-            chunk: (chunk.remaining() > 0).then_some(chunk),
+            data: (!data.is_empty()).then_some(data),
             hold: None,
         }
     }
@@ -173,20 +171,20 @@ impl Body {
     /// The bytes still to be sent (test helper).
     #[cfg(test)]
     pub(crate) fn bytes(&self) -> &[u8] {
-        self.chunk.as_ref().map_or(&[], Buf::chunk)
+        self.data.as_deref().unwrap_or_default()
     }
 }
 
 impl hyper::body::Body for Body {
-    type Data = Chunk;
+    type Data = Bytes;
     type Error = Infallible;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Chunk>, Infallible>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = self.get_mut();
-        let frame = this.chunk.take().map(|chunk| Ok(Frame::data(chunk)));
+        let frame = this.data.take().map(|data| Ok(Frame::data(data)));
         if frame.is_none() {
             this.hold = None;
         }
@@ -194,11 +192,11 @@ impl hyper::body::Body for Body {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.chunk.is_none()
+        self.data.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.chunk.as_ref().map_or(0, |c| c.remaining() as u64))
+        SizeHint::with_exact(self.data.as_ref().map_or(0, |d| d.len() as u64))
     }
 }
 
@@ -256,17 +254,26 @@ mod tests {
     }
 
     #[test]
-    fn chunk_advances_through_its_bytes() {
-        let mut c = Chunk::Owned {
-            buf: PooledVec::unpooled(b"hello".to_vec()),
-            pos: 0,
+    fn pooled_body_returns_its_buffer_once_the_frame_is_dropped() {
+        use hyper::body::Body as _;
+        let pool = Arc::new(Pool::new(2));
+        let mut buf = PooledVec::take(&pool);
+        buf.extend_from_slice(b"hello");
+        let mut body = std::pin::pin!(Body::from_vec(buf));
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let Poll::Ready(Some(Ok(frame))) = body.as_mut().poll_frame(&mut cx) else {
+            panic!("one data frame");
         };
-        c.advance(2);
-        assert_eq!(c.chunk(), b"llo");
-        assert_eq!(c.remaining(), 3);
-        let mut s = Chunk::Static(b"abc");
-        s.advance(3);
-        assert_eq!(s.remaining(), 0);
+        let data = frame.into_data().unwrap();
+        assert_eq!(&data[..], b"hello");
+        assert_eq!(pool.idle(), 0, "still owned by the frame");
+        drop(data);
+        assert_eq!(pool.idle(), 1);
+        assert!(matches!(
+            body.as_mut().poll_frame(&mut cx),
+            Poll::Ready(None)
+        ));
     }
 
     #[test]

@@ -1,27 +1,25 @@
 //! The metrics endpoint: negotiation, filtering, encoding into a pooled buffer, self metrics,
-//! the concurrency cap; and the metrics server with its serve/shutdown tasks (SPEC 3.18).
+//! the concurrency cap (the handler [`MetricsService`] runs); and the metrics server with its
+//! serve/shutdown tasks (SPEC 3.18), which serves that same service on a listener.
 
-use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use flate2::Compress;
-use hyper::body::Incoming;
 use hyper::header::{
     HeaderValue, ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, VARY,
 };
-use hyper::{Method, Request, Response, StatusCode};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use hyper::http::request::Parts;
+use hyper::{Method, Response, StatusCode};
 use tracing::{error, warn};
 
 use crate::encode::{self, Format};
 
 use super::body::{method_not_allowed, plain_text, Body, Pool, PooledVec};
 use super::self_metrics::{HandlerStats, Outcome, ScrapePermit};
-use super::server::{self, Handler, Server, ServerConfig};
-use super::{gzip, negotiate, EncodeError, Exposition, NameFilter, ServeError};
+use super::{gzip, negotiate, EncodeError, Exposition, NameFilter};
+#[cfg(feature = "server")]
+pub use server_side::*;
 
 /// Idle encode buffers (and gzip compressors) kept between scrapes when the concurrency cap
 /// is off (0). With a cap, the pools keep enough for `cap` scrapes at once (two buffers each,
@@ -34,7 +32,8 @@ const POOLED: usize = 4;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MetricsConfig {
     /// Timeouts shared with the profiling server.
-    pub server: ServerConfig,
+    #[cfg(feature = "server")]
+    pub server: super::ServerConfig,
     /// Scrapes served at once; further ones are answered 503 at once (default 10). 0 means no
     /// limit, as client_golang's `MaxRequestsInFlight`.
     pub max_concurrent_scrapes: usize,
@@ -42,105 +41,30 @@ pub struct MetricsConfig {
     /// `false` every scrape gets text 0.0.4, as a client_golang handler with OpenMetrics off
     /// does.
     pub enable_openmetrics: bool,
+    /// The one path the metrics server serves the exposition at (default `/metrics`); every
+    /// other path gets 404. Not used by a [`MetricsService`] you mount yourself (your router
+    /// decides its path).
+    #[cfg(feature = "server")]
+    pub metrics_path: &'static str,
+    /// Serve the exposition at every path, as the reference handler does (SPEC 3.16), instead
+    /// of only at `metrics_path` (default false).
+    #[cfg(feature = "server")]
+    pub serve_every_path: bool,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
-            server: ServerConfig::default(),
+            #[cfg(feature = "server")]
+            server: super::ServerConfig::default(),
             max_concurrent_scrapes: 10,
             enable_openmetrics: true,
+            #[cfg(feature = "server")]
+            metrics_path: "/metrics",
+            #[cfg(feature = "server")]
+            serve_every_path: false,
         }
     }
-}
-
-/// An HTTP server exposing an [`Exposition`] (SPEC 3.18). Cheap to clone: clones share the
-/// server, so one can serve while another shuts it down.
-///
-/// Any path serves the exposition (mounting it at `/metrics` is the caller's concern, as in the
-/// reference) to `GET` and `HEAD`; other methods get 405. The response is text 0.0.4 or
-/// OpenMetrics 1.0 as `Accept` prefers ([`negotiate_format`](super::negotiate_format)),
-/// gzip-compressed when `Accept-Encoding` allows, restricted to the families named by `name[]`
-/// query parameters if any. After the exposition's families come the server's own
-/// `promhttp_metric_handler_requests_total{code}` and `promhttp_metric_handler_requests_in_flight`.
-/// An encoding failure answers 500 with the error and no partial exposition.
-#[derive(Clone)]
-pub struct MetricsServer {
-    inner: Server<MetricsHandler>,
-}
-
-impl std::fmt::Debug for MetricsServer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MetricsServer")
-            .field("protected", &self.is_protected())
-            .field("config", &self.config())
-            .finish_non_exhaustive()
-    }
-}
-
-impl MetricsServer {
-    /// Serves with the web-configuration file `web` (HTTPS, basic auth, headers; hot reload
-    /// through [`WebConfig::watch`](super::WebConfig::watch) or
-    /// [`reload`](super::WebConfig::reload)). Call before serving; once per server.
-    #[cfg(feature = "tls")]
-    pub fn use_web_config(&self, web: super::WebConfig) -> Result<(), ServeError> {
-        self.inner.use_web_config(web)
-    }
-
-    /// Whether requests must carry the bearer token.
-    pub fn is_protected(&self) -> bool {
-        self.inner.is_protected()
-    }
-
-    /// How long a client may take to send its request headers.
-    pub fn header_read_timeout(&self) -> Duration {
-        self.inner.config().header_read_timeout
-    }
-
-    /// The configuration the server was built with.
-    pub fn config(&self) -> MetricsConfig {
-        MetricsConfig {
-            server: self.inner.config(),
-            max_concurrent_scrapes: self.inner.handler().stats.cap(),
-            enable_openmetrics: self.inner.handler().enable_openmetrics,
-        }
-    }
-}
-
-/// Builds the metrics server for `exposition`, protected by `token`, with the default
-/// [`MetricsConfig`] (1 s header-read timeout, 5 s shutdown bound, 10 concurrent scrapes).
-///
-/// No exposition gives no server (`Ok(None)`), as in the reference. A token that trims to
-/// empty leaves the server unprotected; one with whitespace inside is an error (see
-/// [`BearerAuth`](super::BearerAuth)). The server binds nothing: give it a listener through
-/// [`metrics_serve_task`], bound with [`bind_listener`](super::bind_listener) so that an
-/// unprotected server is never exposed beyond loopback.
-pub fn new_metrics_server(
-    exposition: Option<Arc<dyn Exposition>>,
-    token: &str,
-) -> Result<Option<MetricsServer>, ServeError> {
-    new_metrics_server_with(exposition, token, MetricsConfig::default())
-}
-
-/// [`new_metrics_server`] with explicit knobs.
-pub fn new_metrics_server_with(
-    exposition: Option<Arc<dyn Exposition>>,
-    token: &str,
-    config: MetricsConfig,
-) -> Result<Option<MetricsServer>, ServeError> {
-    let Some(exposition) = exposition else {
-        return Ok(None);
-    };
-    let handler = MetricsHandler {
-        exposition,
-        enable_openmetrics: config.enable_openmetrics,
-        stats: HandlerStats::new(config.max_concurrent_scrapes),
-        buffers: Arc::new(Pool::new(2 * pooled(config.max_concurrent_scrapes))),
-        compressors: Arc::new(Pool::new(pooled(config.max_concurrent_scrapes))),
-        size_hint: Arc::new(AtomicUsize::new(0)),
-    };
-    let inner = Server::new("metrics", handler, token, config.server)?;
-    Ok(Some(MetricsServer { inner }))
 }
 
 /// How many scrapes' worth of buffers to keep idle for a concurrency cap (0 = no cap).
@@ -152,37 +76,7 @@ fn pooled(cap: usize) -> usize {
     }
 }
 
-/// A task serving `server` on `listener` until the server is shut down (SPEC 3.18).
-///
-/// Completes with success at once if either is absent, with success after a shutdown, and
-/// with an error only if accepting fails in a way retrying cannot fix. `address` is for logs.
-pub fn metrics_serve_task(
-    server: Option<MetricsServer>,
-    listener: Option<TcpListener>,
-    address: String,
-) -> impl Future<Output = Result<(), ServeError>> + Send + 'static {
-    server::serve_task(server.map(|s| s.inner), listener, address)
-}
-
-/// A task that waits for `cancel`, then shuts `server` down gracefully (SPEC 3.18).
-///
-/// Completes with success at once if the server is absent. After cancellation it stops
-/// accepting, lets in-flight scrapes finish and waits for connections to close, for at most
-/// the configured shutdown timeout (5 s by default), counted from the cancellation; if
-/// connections remain, they are closed and the task fails with
-/// [`ServeError::ShutdownTimedOut`]. `address` is for logs.
-///
-/// The cancellation signal is a [`CancellationToken`] rather than a `watch` channel: it is the
-/// tokio ecosystem's stop signal, clones and child tokens compose across a node's tasks, and a
-/// waiter that starts late still sees a cancellation that already happened.
-pub fn metrics_shutdown_task(
-    cancel: CancellationToken,
-    server: Option<MetricsServer>,
-    address: String,
-) -> impl Future<Output = Result<(), ServeError>> + Send + 'static {
-    server::shutdown_task(cancel, server.map(|s| s.inner), address)
-}
-
+#[derive(Clone)]
 pub(crate) struct MetricsHandler {
     exposition: Arc<dyn Exposition>,
     enable_openmetrics: bool,
@@ -194,9 +88,29 @@ pub(crate) struct MetricsHandler {
     size_hint: Arc<AtomicUsize>,
 }
 
-impl Handler for MetricsHandler {
-    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
-        let head = match *req.method() {
+impl MetricsHandler {
+    pub(crate) fn new(exposition: Arc<dyn Exposition>, config: &MetricsConfig) -> Self {
+        MetricsHandler {
+            exposition,
+            enable_openmetrics: config.enable_openmetrics,
+            stats: HandlerStats::new(config.max_concurrent_scrapes),
+            buffers: Arc::new(Pool::new(2 * pooled(config.max_concurrent_scrapes))),
+            compressors: Arc::new(Pool::new(pooled(config.max_concurrent_scrapes))),
+            size_hint: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    pub(crate) fn cap(&self) -> usize {
+        self.stats.cap()
+    }
+
+    pub(crate) fn enable_openmetrics(&self) -> bool {
+        self.enable_openmetrics
+    }
+
+    /// Answers one request that passed the bearer check (and the route, if any).
+    pub(crate) async fn handle(&self, req: &Parts) -> Response<Body> {
+        let head = match req.method {
             Method::GET => false,
             Method::HEAD => true,
             _ => return method_not_allowed("GET, HEAD"),
@@ -215,7 +129,7 @@ impl Handler for MetricsHandler {
                 )),
             );
         };
-        let headers = req.headers();
+        let headers = &req.headers;
         let format = if self.enable_openmetrics {
             negotiate::negotiate_format(
                 headers
@@ -234,7 +148,7 @@ impl Handler for MetricsHandler {
                     .iter()
                     .filter_map(|v| v.to_str().ok()),
             ),
-            filter: NameFilter::from_query(req.uri().query()),
+            filter: NameFilter::from_query(req.uri.query()),
             exposition: Arc::clone(&self.exposition),
             stats: Arc::clone(&self.stats),
             buffers: Arc::clone(&self.buffers),
@@ -242,7 +156,6 @@ impl Handler for MetricsHandler {
             size_hint: Arc::clone(&self.size_hint),
             permit,
         };
-        drop(req);
         let (format, gzip) = (scrape.format, scrape.gzip);
         // Encoding is CPU work (and an `Exposition` may block), so it runs off the async
         // workers; otherwise a slow scrape would stall every connection on that worker.
@@ -255,9 +168,7 @@ impl Handler for MetricsHandler {
             Err(join) => self.failed(&format!("the encoder panicked: {join}")),
         }
     }
-}
 
-impl MetricsHandler {
     fn failed(&self, message: &str) -> Response<Body> {
         self.stats.count(Outcome::Failed);
         error!(
@@ -348,6 +259,173 @@ fn ok_response(
     response
 }
 
+#[cfg(feature = "server")]
+mod server_side {
+    use std::future::Future;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use hyper::body::Incoming;
+    use hyper::{Request, Response};
+    use tokio::net::TcpListener;
+    use tokio_util::sync::CancellationToken;
+
+    use super::super::body::Body;
+    use super::super::server::{self, Handler, Server};
+    use super::super::{Exposition, MetricsService, ServeError};
+    use super::MetricsConfig;
+
+    /// An HTTP server exposing an [`Exposition`] (SPEC 3.18). Cheap to clone: clones share the
+    /// server, so one can serve while another shuts it down.
+    ///
+    /// It runs a [`MetricsService`] on its listener. The exposition is served at
+    /// [`MetricsConfig::metrics_path`] (`/metrics`) only, other paths getting 404, unless
+    /// [`MetricsConfig::serve_every_path`] asks for the reference's every-path behaviour; to `GET`
+    /// and `HEAD`; other methods get 405. The response is text 0.0.4 or
+    /// OpenMetrics 1.0 as `Accept` prefers ([`negotiate_format`](super::negotiate_format)),
+    /// gzip-compressed when `Accept-Encoding` allows, restricted to the families named by `name[]`
+    /// query parameters if any. After the exposition's families come the server's own
+    /// `promhttp_metric_handler_requests_total{code}` and `promhttp_metric_handler_requests_in_flight`.
+    /// An encoding failure answers 500 with the error and no partial exposition.
+    #[derive(Clone)]
+    pub struct MetricsServer {
+        inner: Server<MetricsService>,
+        /// The configured path, kept for [`config`](Self::config) when every path is served.
+        path: &'static str,
+    }
+
+    impl std::fmt::Debug for MetricsServer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("MetricsServer")
+                .field("protected", &self.is_protected())
+                .field("config", &self.config())
+                .finish_non_exhaustive()
+        }
+    }
+
+    impl MetricsServer {
+        /// Serves with the web-configuration file `web` (HTTPS, basic auth, headers; hot reload
+        /// through [`WebConfig::watch`](super::WebConfig::watch) or
+        /// [`reload`](super::WebConfig::reload)). Call before serving; once per server.
+        #[cfg(feature = "tls")]
+        pub fn use_web_config(&self, web: crate::serve::WebConfig) -> Result<(), ServeError> {
+            self.inner.use_web_config(web)
+        }
+
+        /// Whether requests must carry the bearer token.
+        pub fn is_protected(&self) -> bool {
+            self.inner.is_protected()
+        }
+
+        /// How long a client may take to send its request headers.
+        pub fn header_read_timeout(&self) -> Duration {
+            self.inner.config().header_read_timeout
+        }
+
+        /// The configuration the server was built with.
+        pub fn config(&self) -> MetricsConfig {
+            let service = self.inner.handler();
+            MetricsConfig {
+                server: self.inner.config(),
+                max_concurrent_scrapes: service.max_concurrent_scrapes(),
+                enable_openmetrics: service.enable_openmetrics(),
+                metrics_path: service.path().unwrap_or(self.path),
+                serve_every_path: service.path().is_none(),
+            }
+        }
+
+        /// The service this server runs: mount it elsewhere too, and both count the same scrapes.
+        pub fn service(&self) -> &MetricsService {
+            self.inner.handler()
+        }
+    }
+
+    /// Builds the metrics server for `exposition`, protected by `token`, with the default
+    /// [`MetricsConfig`] (1 s header-read timeout, 5 s shutdown bound, 10 concurrent scrapes).
+    ///
+    /// No exposition gives no server (`Ok(None)`), as in the reference. A token that trims to
+    /// empty leaves the server unprotected; one with whitespace inside is an error (see
+    /// [`BearerAuth`](super::BearerAuth)). The server binds nothing: give it a listener through
+    /// [`metrics_serve_task`], bound with [`bind_listener`](super::bind_listener) so that an
+    /// unprotected server is never exposed beyond loopback.
+    pub fn new_metrics_server(
+        exposition: Option<Arc<dyn Exposition>>,
+        token: &str,
+    ) -> Result<Option<MetricsServer>, ServeError> {
+        new_metrics_server_with(exposition, token, MetricsConfig::default())
+    }
+
+    /// [`new_metrics_server`] with explicit knobs.
+    pub fn new_metrics_server_with(
+        exposition: Option<Arc<dyn Exposition>>,
+        token: &str,
+        config: MetricsConfig,
+    ) -> Result<Option<MetricsServer>, ServeError> {
+        let Some(exposition) = exposition else {
+            return Ok(None);
+        };
+        let mut service = MetricsService::with_config(exposition, token, config)?;
+        if !config.serve_every_path {
+            service = service.only_path(config.metrics_path);
+        }
+        // The service checks the bearer token itself, so the connection layer is given none.
+        let inner = Server::new("metrics", service, "", config.server)?;
+        Ok(Some(MetricsServer {
+            inner,
+            path: config.metrics_path,
+        }))
+    }
+
+    /// A task serving `server` on `listener` until the server is shut down (SPEC 3.18).
+    ///
+    /// Completes with success at once if either is absent, with success after a shutdown, and
+    /// with an error only if accepting fails in a way retrying cannot fix. `address` is for logs.
+    pub fn metrics_serve_task(
+        server: Option<MetricsServer>,
+        listener: Option<TcpListener>,
+        address: String,
+    ) -> impl Future<Output = Result<(), ServeError>> + Send + 'static {
+        server::serve_task(server.map(|s| s.inner), listener, address)
+    }
+
+    /// A task that waits for `cancel`, then shuts `server` down gracefully (SPEC 3.18).
+    ///
+    /// Completes with success at once if the server is absent. After cancellation it stops
+    /// accepting, lets in-flight scrapes finish and waits for connections to close, for at most
+    /// the configured shutdown timeout (5 s by default), counted from the cancellation; if
+    /// connections remain, they are closed and the task fails with
+    /// [`ServeError::ShutdownTimedOut`]. `address` is for logs.
+    ///
+    /// The cancellation signal is a [`CancellationToken`] rather than a `watch` channel: it is the
+    /// tokio ecosystem's stop signal, clones and child tokens compose across a node's tasks, and a
+    /// waiter that starts late still sees a cancellation that already happened.
+    pub fn metrics_shutdown_task(
+        cancel: CancellationToken,
+        server: Option<MetricsServer>,
+        address: String,
+    ) -> impl Future<Output = Result<(), ServeError>> + Send + 'static {
+        server::shutdown_task(cancel, server.map(|s| s.inner), address)
+    }
+
+    impl Handler for MetricsService {
+        async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+            match self.respond(req).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        }
+
+        fn is_protected(&self) -> bool {
+            MetricsService::is_protected(self)
+        }
+
+        #[cfg(feature = "tls")]
+        fn bearer(&self) -> Option<&crate::serve::BearerAuth> {
+            MetricsService::bearer(self)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,7 +434,9 @@ mod tests {
     fn default_config_caps_at_ten_with_reference_timeouts() {
         let c = MetricsConfig::default();
         assert_eq!(c.max_concurrent_scrapes, 10);
-        assert_eq!(c.server, ServerConfig::default());
+        assert_eq!(c.server, crate::serve::ServerConfig::default());
+        assert_eq!(c.metrics_path, "/metrics");
+        assert!(!c.serve_every_path);
     }
 
     struct Fails;

@@ -10,6 +10,9 @@
 //! * `negotiate`: `Accept` / `Accept-Encoding` negotiation as Prometheus 2.x and 3.x send them
 //!   ([`negotiate_format`], [`gzip_accepted`]); `filter`: the `name[]` query filter
 //!   ([`NameFilter`]).
+//! * `service`: the metrics endpoint as a hyper/tower `Service` (and, feature `axum`, an axum
+//!   route) for a router you already run ([`MetricsService`]); the metrics server runs the same
+//!   service, so there is one implementation.
 //! * `metrics` / `pprof`: the two handlers, their servers and their serve/shutdown tasks
 //!   (SPEC 3.18, 3.19); `server`: the connection loop and graceful shutdown they share;
 //!   `self_metrics`, `body`, `gzip`: the scrape's own counters, pooled response buffers and
@@ -19,6 +22,8 @@
 //!   reload.
 //!
 //! # Example
+//!
+//! (Feature `server`; with only `service`, mount [`MetricsService`] on your own router.)
 //!
 //! A node runs each server as a pair of tasks in one [`JoinSet`](tokio::task::JoinSet): one
 //! serves the listener, the other waits for cancellation and shuts the server down within 5 s.
@@ -61,6 +66,7 @@
 //! # }
 //! ```
 
+#[cfg(feature = "server")]
 mod address;
 mod auth;
 #[cfg(feature = "tls")]
@@ -75,26 +81,34 @@ mod negotiate;
 mod pprof;
 mod registry;
 mod self_metrics;
+#[cfg(feature = "server")]
 mod server;
+mod service;
 #[cfg(feature = "tls")]
 mod web_config;
 
+#[cfg(feature = "server")]
 pub use address::{address_requires_token, bind_listener, check_exposure};
 #[cfg(feature = "tls")]
 pub use address::{bind_listener_web, check_exposure_web};
 pub use auth::BearerAuth;
+pub use body::Body;
 pub use error::{EncodeError, ServeError};
 pub use filter::NameFilter;
+pub use metrics::MetricsConfig;
+#[cfg(feature = "server")]
 pub use metrics::{
     metrics_serve_task, metrics_shutdown_task, new_metrics_server, new_metrics_server_with,
-    MetricsConfig, MetricsServer,
+    MetricsServer,
 };
 pub use negotiate::{gzip_accepted, negotiate_format};
 #[cfg(feature = "pprof")]
 pub use pprof::{
     new_pprof_server, new_pprof_server_with, pprof_serve_task, pprof_shutdown_task, PprofServer,
 };
+#[cfg(feature = "server")]
 pub use server::ServerConfig;
+pub use service::{MetricsService, ResponseFuture};
 #[cfg(feature = "tls")]
 pub use web_config::{WebConfig, WebConfigError};
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderValue, CONTENT_DISPOSITION, CONTENT_TYPE, LOCATION, X_CONTENT_TYPE_OPTIONS,
+    HeaderName, HeaderValue, CONTENT_DISPOSITION, CONTENT_TYPE, LOCATION, X_CONTENT_TYPE_OPTIONS,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::net::TcpListener;
@@ -333,15 +333,24 @@ async fn profile(query: Option<&str>) -> Response<Body> {
     // Symbolizing and compressing take real CPU time; keep them off the async workers.
     let encoded = tokio::task::spawn_blocking(move || {
         let result = encode_profile(&guard);
+        // Stopping the profiler frees its sample table (and allocates the next one); only
+        // then is there memory to give back.
         drop(guard);
+        release_profile_memory();
         drop(slot);
         result
     })
     .await;
     match encoded {
-        Ok(Ok(bytes)) => {
-            let mut response = Response::new(Body::from_vec(PooledVec::unpooled(bytes)));
+        Ok(Ok(profile)) => {
+            let mut response = Response::new(Body::from_vec(PooledVec::unpooled(profile.gzipped)));
             let headers = response.headers_mut();
+            if profile.samples == 0 {
+                headers.insert(
+                    HeaderName::from_static("x-profile-note"),
+                    HeaderValue::from_static(EMPTY_PROFILE_NOTE),
+                );
+            }
             headers.insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("application/octet-stream"),
@@ -389,21 +398,84 @@ fn start_profiler() -> pprof::Result<pprof::ProfilerGuard<'static>> {
     builder.build()
 }
 
-/// The profile as `go tool pprof` expects it: a gzipped `perftools.profiles.Profile`.
-fn encode_profile(guard: &pprof::ProfilerGuard<'static>) -> Result<Vec<u8>, String> {
+/// A built profile: the gzipped bytes and how many samples went into it.
+struct EncodedProfile {
+    gzipped: Vec<u8>,
+    samples: usize,
+}
+
+/// Why a profile with no samples is empty, written into it as a comment (`go tool pprof`
+/// shows comments) and into the `X-Profile-Note` response header.
+const EMPTY_PROFILE_NOTE: &str = "no CPU samples: no thread of this process was running on a CPU while the profile was collected (an idle process is never sampled; samples are taken at 99 Hz of CPU time, not wall time). Profile while the process is busy, or for longer.";
+
+/// The profile as `go tool pprof` expects it: a gzipped `perftools.profiles.Profile`, with
+/// Rust symbols demangled and, when it has no samples, a comment saying why.
+fn encode_profile(guard: &pprof::ProfilerGuard<'static>) -> Result<EncodedProfile, String> {
     use pprof::protos::Message as _;
     let report = guard
         .report()
         .build()
         .map_err(|e| format!("could not build the report: {e}"))?;
-    let profile = report
+    let mut profile = report
         .pprof()
         .map_err(|e| format!("could not convert the report: {e}"))?;
+    drop(report);
+    let samples = finish_profile(&mut profile);
     let raw = profile.encode_to_vec();
+    drop(profile);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(&raw)
+    let gzipped = gz
+        .write_all(&raw)
         .and_then(|()| gz.finish())
-        .map_err(|e| format!("could not compress the profile: {e}"))
+        .map_err(|e| format!("could not compress the profile: {e}"))?;
+    Ok(EncodedProfile { gzipped, samples })
+}
+
+/// Demangles the profile's symbols and, if it has no samples, adds the comment saying why.
+/// Returns the number of samples.
+fn finish_profile(profile: &mut pprof::protos::Profile) -> usize {
+    demangle_strings(&mut profile.string_table);
+    let samples = profile.sample.len();
+    if samples == 0 {
+        profile.comment.push(profile.string_table.len() as i64);
+        profile.string_table.push(EMPTY_PROFILE_NOTE.to_string());
+    }
+    samples
+}
+
+/// Replaces every mangled Rust symbol of the string table by its readable form without the
+/// hash (`_ZN5tokio4time5sleep17h…E` → `tokio::time::sleep`). The pprof crate demangles a
+/// function's `name` but keeps `system_name` mangled, and its demangler misses some legacy
+/// symbols; `go tool pprof` shows either, so both get the readable form here.
+fn demangle_strings(strings: &mut [String]) {
+    use std::fmt::Write as _;
+    for s in strings.iter_mut() {
+        if let Ok(symbol) = rustc_demangle::try_demangle(s) {
+            let mut readable = String::with_capacity(s.len());
+            // `{:#}` leaves the hash out.
+            if write!(readable, "{symbol:#}").is_ok() {
+                *s = readable;
+            }
+        }
+    }
+}
+
+/// Gives back the memory a profile used, once it is built.
+///
+/// Measured on the demo node (README, "Profiling memory"): the pprof crate keeps a ~68 MiB
+/// sample table and replaces it with a fresh one at every stop, from whichever blocking thread
+/// stops it, and glibc keeps the pages of the freed table in that thread's arena, so every new
+/// thread held another whole table. Trimming every arena returns them to the system.
+///
+/// The symbol cache of the `backtrace` crate (the binary's parsed line tables) is kept on
+/// purpose: it is built once and reused, and clearing it (`backtrace::clear_symbol_cache`)
+/// was observed to leave every later profile of the process without samples.
+fn release_profile_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions; it only returns free pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 #[cfg(test)]
@@ -469,6 +541,42 @@ mod tests {
         assert!(ProfilingSlot::acquire().is_none());
         drop(slot);
         assert!(ProfilingSlot::acquire().is_some());
+    }
+
+    #[test]
+    fn mangled_symbols_are_demangled_without_hash_and_others_kept() {
+        let mut strings = vec![
+            String::new(),
+            "_ZN5tokio4time5sleep17h0123456789abcdefE".to_string(),
+            "_RNvCs1234_7mycrate4main".to_string(),
+            "tokio::time::sleep".to_string(),
+            "src/main.rs".to_string(),
+        ];
+        demangle_strings(&mut strings);
+        assert_eq!(
+            strings,
+            [
+                "",
+                "tokio::time::sleep",
+                "mycrate::main",
+                "tokio::time::sleep",
+                "src/main.rs"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_empty_profile_says_why_in_a_comment() {
+        let mut profile = pprof::protos::Profile {
+            string_table: vec![String::new()],
+            ..Default::default()
+        };
+        assert_eq!(finish_profile(&mut profile), 0);
+        assert_eq!(profile.comment.len(), 1);
+        let comment = &profile.string_table[profile.comment[0] as usize];
+        assert!(comment.starts_with("no CPU samples"), "{comment}");
+        // A header value must be visible ASCII.
+        assert!(HeaderValue::from_str(EMPTY_PROFILE_NOTE).is_ok());
     }
 
     #[test]

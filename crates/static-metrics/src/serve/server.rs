@@ -48,7 +48,25 @@ impl Default for ServerConfig {
 pub(crate) trait Handler: Send + Sync + 'static {
     /// Answers one request; never fails (errors are responses).
     fn handle(&self, req: Request<Incoming>) -> impl Future<Output = Response<Body>> + Send;
+
+    /// Whether the handler checks a bearer token itself (the metrics service does).
+    fn is_protected(&self) -> bool {
+        false
+    }
+
+    /// The bearer token the handler checks itself, if any, so that the web-config layer can
+    /// accept it next to basic-auth users (one `Authorization` header carries either).
+    #[cfg(feature = "tls")]
+    fn bearer(&self) -> Option<&BearerAuth> {
+        None
+    }
 }
+
+/// Request extension: the connection layer already authenticated this request (a basic-auth
+/// user or the bearer token under a web configuration), so the handler does not check again.
+/// Extensions never come from the wire, so a client cannot set it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Authenticated;
 
 /// A protected handler plus the state that lets another task shut its serving down.
 pub(crate) struct Server<H> {
@@ -167,7 +185,7 @@ impl<H: Handler> Server<H> {
     }
 
     pub(crate) fn is_protected(&self) -> bool {
-        self.shared.auth.is_some()
+        self.shared.auth.is_some() || self.shared.handler.is_protected()
     }
 
     /// Serves with `web` from now on (set once, before serving).
@@ -209,7 +227,7 @@ impl<H: Handler> Server<H> {
         info!(
             server = name,
             address,
-            protected = shared.auth.is_some(),
+            protected = self.is_protected(),
             "starting {name} server"
         );
         let mut backoff = Duration::ZERO;
@@ -372,9 +390,12 @@ impl<H: Handler> Shared<H> {
         #[cfg(feature = "tls")]
         if let Some(layer) = snapshot {
             let header = req.headers().get(AUTHORIZATION).cloned();
-            if let Some(refusal) = layer.check(self.auth.as_ref(), header).await {
+            let bearer = self.auth.as_ref().or_else(|| self.handler.bearer());
+            if let Some(refusal) = layer.check(bearer, header).await {
                 return refusal;
             }
+            let mut req = req;
+            req.extensions_mut().insert(Authenticated);
             let mut response = self.handler.handle(req).await;
             layer.decorate(&mut response);
             return response;
