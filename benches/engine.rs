@@ -1177,8 +1177,31 @@ fn filter_arg() -> Option<String> {
         .map(|(_, a)| a.clone())
 }
 
+/// The bearer check must not take longer for a token that shares a long prefix with the right
+/// one than for one that shares nothing: `near` and `far` should measure the same (a timing
+/// oracle otherwise). Measured here, not asserted in a test, because a loaded machine makes any
+/// timed assertion flaky.
+fn token_check(c: &mut Criterion) {
+    let token = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJ";
+    let auth = elastickv_metrics::serve::BearerAuth::from_token(token)
+        .expect("valid token")
+        .expect("protected");
+    let mut near = format!("Bearer {token}");
+    near.pop();
+    near.push('X');
+    let far = format!("Bearer {}", "Z".repeat(token.len()));
+    let mut group = c.benchmark_group("token_check");
+    for (name, header) in [("near", near), ("far", far)] {
+        group.bench_function(name, |b| {
+            b.iter(|| auth.authorizes(Some(black_box(header.as_bytes()))))
+        });
+    }
+    group.finish();
+}
+
 fn main() {
     let mut c = Criterion::default().configure_from_args();
+    token_check(&mut c);
     counter_inc(&mut c);
     closed_label_inc(&mut c);
     open_label_inc(&mut c);

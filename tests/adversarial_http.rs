@@ -349,54 +349,38 @@ async fn five_thousand_wrong_tokens_are_all_401() {
     node.finish(5).await;
 }
 
-/// The token check takes as long for a token that matches the real one up to its last byte as
-/// for one that shares nothing with it (same length): medians of interleaved batches within
-/// 25 %. Measured on `BearerAuth::authorizes`, the function the server calls, so network noise
-/// does not drown the signal.
+/// Tokens that differ from the right one anywhere (first byte, last byte, length, case) are
+/// all refused, and only the exact token passes. Whether the comparison time leaks the prefix
+/// is measured by the `token_check` group of `cargo bench --bench engine` (near vs far), not
+/// asserted here: a timed assertion is noise on a loaded machine.
 #[test]
-fn token_comparison_time_does_not_depend_on_the_token() {
+fn only_the_exact_token_passes() {
     let auth = BearerAuth::from_token(TOKEN).unwrap().expect("protected");
-    let mut near = format!("Bearer {TOKEN}");
+    let right = format!("Bearer {TOKEN}");
+    assert!(auth.authorizes(Some(right.as_bytes())));
+    let mut near = right.clone();
     near.pop();
     near.push('X');
-    let far = format!(
-        "Bearer {}",
-        TOKEN
-            .chars()
-            .map(|c| if c == 'Z' { 'Y' } else { 'Z' })
-            .collect::<String>()
-    );
-    assert_eq!(near.len(), far.len());
-
-    let batch = |header: &str| {
-        let started = Instant::now();
-        for _ in 0..500 {
-            assert!(!auth.authorizes(Some(std::hint::black_box(header.as_bytes()))));
-        }
-        started.elapsed()
-    };
-    let (mut near_times, mut far_times) = (Vec::new(), Vec::new());
-    for round in 0..101 {
-        // Alternate which goes first so drift in machine load hits both alike.
-        if round % 2 == 0 {
-            near_times.push(batch(&near));
-            far_times.push(batch(&far));
-        } else {
-            far_times.push(batch(&far));
-            near_times.push(batch(&near));
-        }
+    let mut first = right.clone().into_bytes();
+    first[7] ^= 1;
+    let longer = format!("{right}x");
+    let shorter = &right[..right.len() - 1];
+    for wrong in [
+        near.as_bytes(),
+        &first[..],
+        longer.as_bytes(),
+        shorter.as_bytes(),
+        TOKEN.as_bytes(),
+        b"Bearer ",
+        b"",
+    ] {
+        assert!(
+            !auth.authorizes(Some(wrong)),
+            "{:?} passed",
+            String::from_utf8_lossy(wrong)
+        );
     }
-    near_times.sort();
-    far_times.sort();
-    let (near_median, far_median) = (near_times[50], far_times[50]);
-    let ratio = near_median.as_secs_f64() / far_median.as_secs_f64();
-    eprintln!(
-        "token check, 500 calls: shared prefix {near_median:?}, nothing shared {far_median:?}, ratio {ratio:.3}"
-    );
-    assert!(
-        (0.8..=1.25).contains(&ratio),
-        "timing depends on the token: {near_median:?} vs {far_median:?}"
-    );
+    assert!(!auth.authorizes(None));
 }
 
 // ---- pprof abuse --------------------------------------------------------------------------
