@@ -161,17 +161,33 @@ impl Encoder {
             head.push(b',');
         }
         put(head, b"le=\"");
-        let buckets = desc.bounds.len();
+        let at = desc.sum_offset();
+        // Native buckets have no text form: a native-only family shows its `+Inf` bucket,
+        // the count of every native cell, as client_golang writes it.
+        let classic = if desc.classic {
+            &values[..desc.classic_cells()]
+        } else {
+            &values[desc.native_offset()..at]
+        };
         let mut cumulative = 0u64;
-        for (i, count) in values[..=buckets].iter().enumerate() {
+        for (i, count) in classic.iter().enumerate() {
             cumulative = cumulative.saturating_add(*count);
+            if !desc.classic && i + 1 < classic.len() {
+                continue;
+            }
             put(out, head);
-            put(out, le.get(i).map_or("+Inf", |s| s).as_bytes());
+            put(
+                out,
+                le.get(i)
+                    .filter(|_| desc.classic)
+                    .map_or("+Inf", |s| s)
+                    .as_bytes(),
+            );
             put(out, b"\"} ");
             put_u64(out, cumulative);
             out.push(b'\n');
         }
-        let (lo, hi) = (values[buckets + 1], values[buckets + 2]);
+        let (lo, hi) = (values[at], values[at + 1]);
         let sum = u128::from(lo) | (u128::from(hi) << 64);
         self.sample_head(family.name, b"_sum{", out);
         match desc.value {
