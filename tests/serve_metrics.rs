@@ -708,6 +708,8 @@ fn config_knobs_are_kept() {
         },
         max_concurrent_scrapes: 3,
         enable_openmetrics: false,
+        enable_protobuf: false,
+        created_timestamps: true,
     };
     let server = new_metrics_server_with(Some(fixed()), "", config)
         .unwrap()

@@ -1001,7 +1001,8 @@ pub fn native_layout(kind: Kind, native: &Native) -> (u64, i32, u32, Vec<u64>) {
     // `as` saturates: a threshold above every storable value puts everything in the zero bucket.
     let zero_units = (native.zero_threshold * scale).floor() as u64;
     let mantissas = native_mantissas(native.schema);
-    let key = |v: u64| static_metrics::schema::native_key(native.schema, &mantissas, v as f64 * unit);
+    let key =
+        |v: u64| static_metrics::schema::native_key(native.schema, &mantissas, v as f64 * unit);
     let min_key = key(zero_units.saturating_add(1));
     let max_key = key(u64::MAX);
     let keys = (i64::from(max_key) - i64::from(min_key) + 1).max(1) as u32;
@@ -1068,7 +1069,9 @@ fn parse_native(
         None => {
             cx.error(
                 value.span(),
-                format!("{what}: `native` needs `schema` (-4 to 8: 2^schema buckets per power of two)"),
+                format!(
+                    "{what}: `native` needs `schema` (-4 to 8: 2^schema buckets per power of two)"
+                ),
             );
             good = false;
             0

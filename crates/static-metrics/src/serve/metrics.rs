@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
-use crate::encode::{self, Format};
+use crate::encode::{self, EncodeOptions, Format};
 
 use super::body::{method_not_allowed, plain_text, Body, Pool, PooledVec};
 use super::self_metrics::{HandlerStats, Outcome, ScrapePermit};
@@ -42,6 +42,14 @@ pub struct MetricsConfig {
     /// `false` every scrape gets text 0.0.4, as the reference elastickv handler (client_golang
     /// with OpenMetrics off) does.
     pub enable_openmetrics: bool,
+    /// Whether the protobuf exposition is served to scrapers that prefer it (default true):
+    /// Prometheus asks for it first when it ingests native histograms. client_golang offers it
+    /// whatever its OpenMetrics setting, and so does this server.
+    pub enable_protobuf: bool,
+    /// Whether counters and histograms carry start timestamps, their series' first-touch
+    /// time: `_created` series in OpenMetrics, `created_timestamp` in protobuf (default
+    /// false; never in text 0.0.4).
+    pub created_timestamps: bool,
 }
 
 impl Default for MetricsConfig {
@@ -50,6 +58,8 @@ impl Default for MetricsConfig {
             server: ServerConfig::default(),
             max_concurrent_scrapes: 10,
             enable_openmetrics: true,
+            enable_protobuf: true,
+            created_timestamps: false,
         }
     }
 }
@@ -95,6 +105,8 @@ impl MetricsServer {
             server: self.inner.config(),
             max_concurrent_scrapes: self.inner.handler().stats.cap(),
             enable_openmetrics: self.inner.handler().enable_openmetrics,
+            enable_protobuf: self.inner.handler().enable_protobuf,
+            created_timestamps: self.inner.handler().options.created_timestamps,
         }
     }
 }
@@ -126,6 +138,10 @@ pub fn new_metrics_server_with(
     let handler = MetricsHandler {
         exposition,
         enable_openmetrics: config.enable_openmetrics,
+        enable_protobuf: config.enable_protobuf,
+        options: EncodeOptions {
+            created_timestamps: config.created_timestamps,
+        },
         stats: HandlerStats::new(config.max_concurrent_scrapes),
         buffers: Arc::new(Pool::new(2 * pooled(config.max_concurrent_scrapes))),
         compressors: Arc::new(Pool::new(pooled(config.max_concurrent_scrapes))),
@@ -178,6 +194,8 @@ pub fn metrics_shutdown_task(
 pub(crate) struct MetricsHandler {
     exposition: Arc<dyn Exposition>,
     enable_openmetrics: bool,
+    enable_protobuf: bool,
+    options: EncodeOptions,
     stats: Arc<HandlerStats>,
     buffers: Arc<Pool<Vec<u8>>>,
     compressors: Arc<Pool<Compress>>,
@@ -208,18 +226,19 @@ impl Handler for MetricsHandler {
             );
         };
         let headers = req.headers();
-        let format = if self.enable_openmetrics {
-            negotiate::negotiate_format(
-                headers
-                    .get_all(ACCEPT)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok()),
-            )
-        } else {
-            Format::Text
-        };
+        let format = negotiate::negotiate(
+            headers
+                .get_all(ACCEPT)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+            negotiate::Offer {
+                openmetrics: self.enable_openmetrics,
+                protobuf: self.enable_protobuf,
+            },
+        );
         let scrape = Scrape {
             format,
+            options: self.options,
             gzip: negotiate::gzip_accepted(
                 headers
                     .get_all(ACCEPT_ENCODING)
@@ -270,6 +289,7 @@ impl MetricsHandler {
 /// Everything one scrape needs, owned, so it can move to a blocking thread.
 struct Scrape {
     format: Format,
+    options: EncodeOptions,
     gzip: bool,
     filter: NameFilter,
     exposition: Arc<dyn Exposition>,
@@ -295,7 +315,7 @@ impl Scrape {
         let hint = self.size_hint.load(Ordering::Relaxed);
         body.reserve(hint + hint / 8);
         self.exposition
-            .encode(self.format, &self.filter, &mut body)?;
+            .encode_with(self.format, self.options, &self.filter, &mut body)?;
         self.stats.encode(self.format, &self.filter, &mut body);
         encode::finish(self.format, &mut body);
         self.size_hint.store(body.len(), Ordering::Relaxed);
@@ -365,6 +385,7 @@ mod tests {
         let permit = stats.try_admit().unwrap();
         let scrape = Scrape {
             format: Format::OpenMetrics,
+            options: EncodeOptions::default(),
             gzip,
             filter: NameFilter::all(),
             exposition,
