@@ -54,6 +54,12 @@ struct Args {
     /// Serve text 0.0.4 only, even to scrapers that prefer OpenMetrics (as the reference does).
     #[arg(long)]
     no_openmetrics: bool,
+    /// Serve start timestamps (`_created` in OpenMetrics, `created_timestamp` in protobuf).
+    #[arg(long)]
+    created_timestamps: bool,
+    /// Test hook: once this file exists, record a known set of Redis `BZPOPMIN` latencies.
+    #[arg(long)]
+    known_observations_trigger: Option<PathBuf>,
     /// Stop by itself after this long (e.g. `30s`); runs until Ctrl-C / SIGTERM otherwise.
     #[arg(long, value_parser = parse_duration)]
     run_for: Option<Duration>,
@@ -134,6 +140,7 @@ async fn run(args: Args) -> Result<(), String> {
     let exposition: Arc<dyn Exposition> = Arc::new(registry.clone());
     let config = MetricsConfig {
         enable_openmetrics: !args.no_openmetrics,
+        created_timestamps: args.created_timestamps,
         ..MetricsConfig::default()
     };
     let metrics_server = serve::new_metrics_server_with(Some(exposition), &metrics_token, config)
@@ -174,6 +181,13 @@ async fn run(args: Args) -> Result<(), String> {
         pprof_address = Some(address);
     }
 
+    if let Some(trigger) = args.known_observations_trigger.clone() {
+        tokio::spawn(node::observe_known_on(
+            registry.clone(),
+            trigger,
+            cancel.clone(),
+        ));
+    }
     let simulation = node::Simulation::new(registry.clone());
     simulation.start_collectors(cancel.clone(), args.poll_interval);
     let workers = node::start_workload(
