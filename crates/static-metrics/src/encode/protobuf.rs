@@ -66,6 +66,9 @@ const VARINT: u32 = 0;
 const FIXED64: u32 = 1;
 const LEN: u32 = 2;
 
+/// A series' first-touch time (Unix nanoseconds, 0: unknown) by family and series index.
+pub(super) type CreatedAt<'a> = &'a dyn Fn(&FamilyDesc, u32) -> u64;
+
 /// The smallest native schema: resolution is never reduced below it.
 const MIN_SCHEMA: i8 = -4;
 
@@ -247,7 +250,7 @@ impl Encoder {
         &mut self,
         snapshot: &Snapshot,
         const_labels: &str,
-        created: Option<&dyn Fn(&FamilyDesc, u32) -> u64>,
+        created: Option<CreatedAt<'_>>,
         out: &mut Vec<u8>,
     ) {
         let Some(schema) = snapshot.schema() else {
