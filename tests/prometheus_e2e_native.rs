@@ -328,11 +328,9 @@ fn prometheus_reads_native_histograms_over_protobuf_and_classic_without_the_flag
     let le: Vec<f64> = values(&body);
     assert_eq!(le.len(), 16, "15 classic bounds and +Inf: {body}");
     assert!(body.contains("\"le\":\"+Inf\""), "{body}");
-    let classic_q = format!(
-        "histogram_quantile(0.99, rate(elastickv_redis_request_duration_seconds_bucket{{command=\"BZPOPMIN\",outcome=\"success\"}}[1m]))"
-    );
+    let classic_q = "histogram_quantile(0.99, rate(elastickv_redis_request_duration_seconds_bucket{command=\"BZPOPMIN\",outcome=\"success\"}[1m]))";
     let estimate = wait_for("a finite classic p99", Duration::from_secs(30), || {
-        let v = values(&ask(&classic, &classic_q)?);
+        let v = values(&ask(&classic, classic_q)?);
         v.first().copied().filter(|x| x.is_finite())
     });
     // The true p99 (about 1.8 s) is in the classic (1, 2] bucket; so is the estimate.

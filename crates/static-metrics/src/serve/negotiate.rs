@@ -79,12 +79,11 @@ pub fn negotiate<'a>(accept: impl IntoIterator<Item = &'a str>, offer: Offer) ->
         };
         let version = range.version.as_deref();
         match (range.kind.as_str(), range.sub.as_str()) {
-            ("application", "vnd.google.protobuf") => {
+            ("application", "vnd.google.protobuf")
                 if range.proto.as_deref() == Some("io.prometheus.client.MetricFamily")
-                    && range.encoding.as_deref() == Some("delimited")
-                {
-                    protobuf.offer(EXACT, range.q);
-                }
+                    && range.encoding.as_deref() == Some("delimited") =>
+            {
+                protobuf.offer(EXACT, range.q);
             }
             ("application", "openmetrics-text") => {
                 if matches!(version, None | Some("1.0.0" | "0.0.1")) {
