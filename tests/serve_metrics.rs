@@ -365,10 +365,9 @@ async fn every_prometheus_accept_string_gets_the_right_content_type() {
             Some(expected.content_type()),
             "{who}"
         );
-        let body = reply.text();
         match expected {
-            Format::OpenMetrics => assert_strict_openmetrics(&body),
-            Format::Text => assert!(!body.contains("# EOF"), "{who}"),
+            Format::OpenMetrics => assert_strict_openmetrics(&reply.text()),
+            Format::Text => assert!(!reply.text().contains("# EOF"), "{who}"),
             // The double writes text whatever it is asked; only the negotiation counts here.
             Format::Protobuf => {}
         }
