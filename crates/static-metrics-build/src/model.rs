@@ -894,7 +894,9 @@ fn parse_family(
     };
 
     let native = parse_native(cx, table, kind, &what, &mut ok);
-    let buckets = parse_buckets(cx, table, kind, &what, &span, native.is_some(), &mut ok);
+    // A broken `native` table is reported once, not again as "no buckets at all".
+    let declares_native = get(table, "native").is_some();
+    let buckets = parse_buckets(cx, table, kind, &what, &span, declares_native, &mut ok);
 
     let mut dims = Vec::new();
     if let Some(labels_value) = get(table, "labels") {
