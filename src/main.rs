@@ -66,6 +66,12 @@ struct Args {
     /// `/metrics` (other paths 404).
     #[arg(long)]
     metrics_every_path: bool,
+    /// Serve start timestamps (`_created` in OpenMetrics, `created_timestamp` in protobuf).
+    #[arg(long)]
+    created_timestamps: bool,
+    /// Test hook: once this file exists, record a known set of Redis `BZPOPMIN` latencies.
+    #[arg(long)]
+    known_observations_trigger: Option<PathBuf>,
     /// Stop by itself after this long (e.g. `30s`); runs until Ctrl-C / SIGTERM otherwise.
     #[arg(long, value_parser = parse_duration)]
     run_for: Option<Duration>,
@@ -153,6 +159,7 @@ async fn run(args: Args) -> Result<(), String> {
     let config = MetricsConfig {
         enable_openmetrics: !args.no_openmetrics,
         serve_every_path: args.metrics_every_path,
+        created_timestamps: args.created_timestamps,
         ..MetricsConfig::default()
     };
     let metrics_server = serve::new_metrics_server_with(Some(exposition), &metrics_token, config)
@@ -208,6 +215,13 @@ async fn run(args: Args) -> Result<(), String> {
         pprof_address = Some(address);
     }
 
+    if let Some(trigger) = args.known_observations_trigger.clone() {
+        tokio::spawn(node::observe_known_on(
+            registry.clone(),
+            trigger,
+            cancel.clone(),
+        ));
+    }
     let simulation = node::Simulation::new(registry.clone());
     simulation.start_collectors(cancel.clone(), args.poll_interval);
     let workers = node::start_workload(

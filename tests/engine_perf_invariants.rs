@@ -356,7 +356,7 @@ fn steady_state_encoding_allocates_nothing() {
     let _serial = serial();
     let r = node();
     let mut buf = Vec::new();
-    for format in [Format::Text, Format::OpenMetrics] {
+    for format in [Format::Text, Format::OpenMetrics, Format::Protobuf] {
         // Warm-up: the pooled snapshot and encoder grow to the registry's size.
         for _ in 0..2 {
             buf.clear();

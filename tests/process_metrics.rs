@@ -8,6 +8,8 @@
 mod exposition;
 #[path = "support/node.rs"]
 mod node;
+#[path = "support/proto.rs"]
+mod proto;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -212,4 +214,48 @@ fn a_warm_scrape_with_process_families_allocates_nothing() {
         }
     });
     assert_eq!(allocations, 0);
+}
+
+/// Over protobuf the six families come as counter/gauge `MetricFamily` messages that the
+/// reference decoder reads, carrying the constant labels unescaped, with the text's values.
+#[cfg(target_os = "linux")]
+#[test]
+fn opted_in_the_six_families_decode_from_protobuf() {
+    let _serial = serial();
+    let registry = node::registry();
+    registry.metrics().set_process_metrics(true);
+    let bytes = registry.metrics().render_bytes(Format::Protobuf);
+    let families = proto::decode(&bytes).unwrap_or_else(|e| panic!("{e}"));
+    for (name, help, counter) in FAMILIES {
+        let family = families
+            .iter()
+            .find(|f| f.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("{name} missing from the protobuf exposition"));
+        assert_eq!(family.help.as_deref(), Some(help), "{name}");
+        assert_eq!(family.r#type, Some(if counter { 0 } else { 1 }), "{name}");
+        assert_eq!(family.metric.len(), 1, "{name}");
+        let metric = &family.metric[0];
+        let mut want: Vec<(String, String)> = node::NODE
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        want.sort();
+        assert_eq!(proto::labels(metric), want, "{name}");
+        let value = if counter {
+            metric.counter.as_ref().and_then(|c| c.value)
+        } else {
+            metric.gauge.as_ref().and_then(|g| g.value)
+        };
+        let value = value.unwrap_or_else(|| panic!("{name} has no value"));
+        assert!(value.is_finite() && value >= 0.0, "{name} = {value}");
+    }
+    let max_fds = families
+        .iter()
+        .find(|f| f.name.as_deref() == Some("process_max_fds"))
+        .and_then(|f| f.metric[0].gauge.as_ref()?.value)
+        .unwrap();
+    assert_eq!(
+        Some(max_fds),
+        process::read().unwrap().max_fds.map(|v| v as f64)
+    );
 }

@@ -123,7 +123,8 @@ impl Exposition for Fixed {
 pub fn write_fixed(format: Format, filter: &NameFilter, out: &mut Vec<u8>) {
     if filter.allows("test_up") {
         match format {
-            Format::Text => out.extend_from_slice(
+            // A text-only double: protobuf requests get text too (tests never ask for it).
+            Format::Text | Format::Protobuf => out.extend_from_slice(
                 b"# HELP test_up Whether the double is up.\n# TYPE test_up gauge\n",
             ),
             Format::OpenMetrics => out.extend_from_slice(
@@ -134,7 +135,7 @@ pub fn write_fixed(format: Format, filter: &NameFilter, out: &mut Vec<u8>) {
     }
     if filter.allows("test_events_total") {
         match format {
-            Format::Text => out.extend_from_slice(
+            Format::Text | Format::Protobuf => out.extend_from_slice(
                 b"# HELP test_events_total Events seen.\n# TYPE test_events_total counter\n",
             ),
             Format::OpenMetrics => out.extend_from_slice(

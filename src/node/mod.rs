@@ -43,3 +43,53 @@ impl Rng {
         &items[self.below(items.len() as u64) as usize]
     }
 }
+
+/// The known observations the native-histogram end-to-end test makes through the demo node
+/// (`--known-observations-trigger`) and checks quantiles against: 2000 latencies spread
+/// log-uniformly from 200 µs to 2 s, none on a bucket boundary.
+pub fn known_latencies() -> Vec<std::time::Duration> {
+    const N: u32 = 2000;
+    (0..N)
+        .map(|i| {
+            let seconds = 200e-6 * 10_000f64.powf((f64::from(i) + 0.5) / f64::from(N));
+            std::time::Duration::from_nanos((seconds * 1e9).round() as u64 + 1)
+        })
+        .collect()
+}
+
+/// The Redis command the known observations are recorded under (the workload never sends it).
+pub const KNOWN_COMMAND: &[u8] = b"BZPOPMIN";
+
+/// Waits for `trigger` to exist, then records [`known_latencies`] once as successful
+/// [`KNOWN_COMMAND`] requests. The series is resolved at once, so scrapes before the trigger
+/// show it empty (a baseline for `rate`).
+pub async fn observe_known_on(
+    registry: elastickv_metrics::Registry,
+    trigger: std::path::PathBuf,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    use elastickv_metrics::elastickv::redis::RedisRequestReport;
+    use elastickv_metrics::manifest::domain::{RedisCommand, RedisOutcome};
+    use elastickv_metrics::manifest::family;
+    registry
+        .metrics()
+        .histogram(family::elastickv_redis_request_duration_seconds(
+            RedisCommand::Bzpopmin,
+            RedisOutcome::Success,
+        ));
+    while !trigger.exists() {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+        }
+    }
+    let observer = registry.redis_observer();
+    for duration in known_latencies() {
+        observer.observe(&RedisRequestReport {
+            command: KNOWN_COMMAND,
+            is_error: false,
+            duration,
+            unsupported: false,
+        });
+    }
+}

@@ -120,7 +120,7 @@ static FAMILIES: [FamilyDesc; 2] = [
         name: "x_duration_seconds",
         help: "Latency.",
         subsystem: "X",
-        kind: FamilyKind::Histogram(HistogramDesc { value: HistogramValue::Duration, bounds: &[1000000, 500000000, 1000000000], le_text: &["0.001", "0.5", "1"], le_openmetrics: &["0.001", "0.5", "1.0"] }),
+        kind: FamilyKind::Histogram(HistogramDesc { value: HistogramValue::Duration, bounds: &[1000000, 500000000, 1000000000], le_text: &["0.001", "0.5", "1"], le_openmetrics: &["0.001", "0.5", "1.0"], classic: true, native: None }),
         dims: &[DomainId(0)],
         strides: &[1],
         series: 2,

@@ -77,14 +77,36 @@ pub fn markdown(m: &Manifest) -> String {
                 } else {
                     ""
                 };
-                format!(
-                    "{}{unit}",
-                    f.buckets
-                        .iter()
-                        .map(|b| format_f64(*b))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
+                let classic = f
+                    .buckets
+                    .iter()
+                    .map(|b| format_f64(*b))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let classic = if classic.is_empty() {
+                    String::new()
+                } else {
+                    format!("{classic}{unit}")
+                };
+                match &f.native {
+                    None => classic,
+                    Some(n) => {
+                        let native = format!(
+                            "native: schema {}{}",
+                            n.schema,
+                            if n.max_buckets > 0 {
+                                format!(", at most {} buckets", n.max_buckets)
+                            } else {
+                                String::new()
+                            }
+                        );
+                        if classic.is_empty() {
+                            native
+                        } else {
+                            format!("{classic}<br>{native}")
+                        }
+                    }
+                }
             } else {
                 String::new()
             };

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::model::{Domain, DomainKind, Kind, Manifest};
+use super::model::{histogram_cells, native_layout, Domain, DomainKind, Kind, Manifest};
 use static_metrics::format::escape::write_label_value;
 use static_metrics::format::number::{format_f64, format_f64_openmetrics};
 
@@ -90,7 +90,7 @@ fn layouts(m: &Manifest) -> (Vec<Layout>, u64, u64, u64) {
         let series: u64 = cards.iter().product();
         // Histograms: one cell per bucket, one for `+Inf`, and the 128-bit sum as two cells.
         let cells_per_series = if f.kind.is_histogram() {
-            f.buckets.len() as u64 + 3
+            histogram_cells(f.kind, &f.buckets, f.native.as_ref())
         } else {
             1
         };
@@ -288,12 +288,29 @@ pub fn rust(m: &Manifest, runtime: &str) -> String {
                         format!("{}", units as u64)
                     })
                     .collect();
+                let native = match &f.native {
+                    None => "None".to_string(),
+                    Some(n) => {
+                        let (zero_units, min_key, keys, mantissas) = native_layout(f.kind, n);
+                        let mantissas: Vec<String> =
+                            mantissas.iter().map(|m| format!("{m:#x}")).collect();
+                        format!(
+                            "Some(NativeDesc {{ schema: {}, zero_threshold: {:?}, zero_threshold_units: {zero_units}, min_key: {min_key}, keys: {keys}, max_buckets: {}, unit: {:?}, mantissas: &[{}] }})",
+                            n.schema,
+                            n.zero_threshold,
+                            n.max_buckets,
+                            if duration { 1e-9 } else { 1.0 },
+                            mantissas.join(", ")
+                        )
+                    }
+                };
                 format!(
-                    "FamilyKind::Histogram(HistogramDesc {{ value: HistogramValue::{}, bounds: &[{}], le_text: {}, le_openmetrics: {} }})",
+                    "FamilyKind::Histogram(HistogramDesc {{ value: HistogramValue::{}, bounds: &[{}], le_text: {}, le_openmetrics: {}, classic: {}, native: {native} }})",
                     if duration { "Duration" } else { "Integer" },
                     bounds.join(", "),
                     str_list(f.buckets.iter().map(|b| format_f64(*b))),
-                    str_list(f.buckets.iter().map(|b| format_f64_openmetrics(*b)))
+                    str_list(f.buckets.iter().map(|b| format_f64_openmetrics(*b))),
+                    !f.buckets.is_empty() || f.native.is_none(),
                 )
             }
         };

@@ -133,9 +133,30 @@ pub struct Family {
     pub help: String,
     /// Indexes into [`Manifest::domains`], in label order.
     pub dims: Vec<usize>,
-    /// Histogram bounds as written in the manifest (seconds or integers).
+    /// Histogram bounds as written in the manifest (seconds or integers); empty for a
+    /// native-only histogram.
     pub buckets: Vec<f64>,
+    /// Native (sparse, exponential) buckets, if declared.
+    pub native: Option<Native>,
 }
+
+/// The `native = { … }` table of a histogram family.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Native {
+    /// `-4..=8`: `2^schema` buckets per power of two.
+    pub schema: i8,
+    /// Width of the zero bucket in exported units (seconds or integers).
+    pub zero_threshold: f64,
+    /// Populated buckets one exposition may carry before resolution is halved (0: no cap).
+    pub max_buckets: u32,
+}
+
+/// client_golang's `DefNativeHistogramZeroThreshold` (2^-128): only exact zeros fall in it.
+pub const DEFAULT_ZERO_THRESHOLD: f64 = 2.938735877055719e-39;
+/// Largest number of native cells one series may take (each is a `u64` per shard).
+pub const MAX_NATIVE_CELLS: u64 = 4096;
+/// Largest number of cells one family may take in a shard.
+const MAX_FAMILY_CELLS: u64 = 1 << 28;
 
 /// Collects diagnostics with positions computed from byte offsets.
 struct Cx<'s> {
@@ -758,6 +779,7 @@ fn parse_family(
             "labels",
             "value",
             "buckets",
+            "native",
         ],
         "[[family]]",
     );
@@ -871,7 +893,10 @@ fn parse_family(
         }
     };
 
-    let buckets = parse_buckets(cx, table, kind, &what, &span, &mut ok);
+    let native = parse_native(cx, table, kind, &what, &mut ok);
+    // A broken `native` table is reported once, not again as "no buckets at all".
+    let declares_native = get(table, "native").is_some();
+    let buckets = parse_buckets(cx, table, kind, &what, &span, declares_native, &mut ok);
 
     let mut dims = Vec::new();
     if let Some(labels_value) = get(table, "labels") {
@@ -927,6 +952,17 @@ fn parse_family(
             );
             ok = false;
         }
+        if ok && kind.is_histogram() {
+            let per = histogram_cells(kind, &buckets, native.as_ref());
+            let cells = slots.saturating_mul(per);
+            if cells > MAX_FAMILY_CELLS {
+                cx.error(
+                    labels_value.span(),
+                    format!("{what} takes {cells} cells per thread ({slots} series of {per}); the limit is {MAX_FAMILY_CELLS} (lower an open domain's `max`, the native `schema`, or raise `zero_threshold`)"),
+                );
+                ok = false;
+            }
+        }
     }
 
     (ok && help.is_some() && subsystem.is_some()).then(|| {
@@ -938,10 +974,178 @@ fn parse_family(
                 help: help.unwrap_or_default(),
                 dims,
                 buckets,
+                native,
             },
             span,
         )
     })
+}
+
+/// Storage units per exported unit of a histogram kind.
+fn scale(kind: Kind) -> f64 {
+    if kind == Kind::HistogramDuration {
+        1e9
+    } else {
+        1.0
+    }
+}
+
+/// The native layout of `native` for `kind`: the zero threshold in storage units, the first
+/// key and the number of keys (see `static_metrics::schema::NativeDesc`).
+pub fn native_layout(kind: Kind, native: &Native) -> (u64, i32, u32, Vec<u64>) {
+    let scale = scale(kind);
+    // The literal the generated `NativeDesc::unit` carries, so build and run time agree.
+    let unit = if kind == Kind::HistogramDuration {
+        1e-9
+    } else {
+        1.0
+    };
+    // `as` saturates: a threshold above every storable value puts everything in the zero bucket.
+    let zero_units = (native.zero_threshold * scale).floor() as u64;
+    let mantissas = native_mantissas(native.schema);
+    let key =
+        |v: u64| static_metrics::schema::native_key(native.schema, &mantissas, v as f64 * unit);
+    let min_key = key(zero_units.saturating_add(1));
+    let max_key = key(u64::MAX);
+    let keys = (i64::from(max_key) - i64::from(min_key) + 1).max(1) as u32;
+    (zero_units, min_key, keys, mantissas)
+}
+
+/// The in-octave boundaries `2^(k/2^schema)`, `k` in `1..2^schema`, as mantissa bits.
+pub fn native_mantissas(schema: i8) -> Vec<u64> {
+    if schema <= 0 {
+        return Vec::new();
+    }
+    let n = 1u32 << schema;
+    (1..n)
+        .map(|k| (2f64).powf(f64::from(k) / f64::from(n)).to_bits() & ((1 << 52) - 1))
+        .collect()
+}
+
+/// Cells one series of a histogram takes (see `static_metrics::schema::HistogramDesc`).
+pub fn histogram_cells(kind: Kind, buckets: &[f64], native: Option<&Native>) -> u64 {
+    let classic = if native.is_some() && buckets.is_empty() {
+        0
+    } else {
+        buckets.len() as u64 + 1
+    };
+    let native = native.map_or(0, |n| 1 + u64::from(native_layout(kind, n).2));
+    classic + native + 2
+}
+
+fn parse_native(
+    cx: &mut Cx<'_>,
+    table: &DeTable<'_>,
+    kind: Kind,
+    what: &str,
+    ok: &mut bool,
+) -> Option<Native> {
+    let value = get(table, "native")?;
+    if !kind.is_histogram() {
+        cx.error(
+            value.span(),
+            format!("{what}: only histograms have `native` buckets"),
+        );
+        *ok = false;
+        return None;
+    }
+    let DeValue::Table(body) = value.get_ref() else {
+        cx.error(
+            value.span(),
+            format!("{what}: `native` must be a table, e.g. `native = {{ schema = 3 }}`"),
+        );
+        *ok = false;
+        return None;
+    };
+    cx.check_keys(
+        body,
+        &["schema", "zero_threshold", "max_buckets"],
+        &format!("the `native` table of {what}"),
+    );
+    let mut good = true;
+    let integer = |v: &Spanned<DeValue<'_>>| match v.get_ref() {
+        DeValue::Integer(_) => number(v.get_ref()),
+        _ => None,
+    };
+    let schema = match get(body, "schema") {
+        None => {
+            cx.error(
+                value.span(),
+                format!(
+                    "{what}: `native` needs `schema` (-4 to 8: 2^schema buckets per power of two)"
+                ),
+            );
+            good = false;
+            0
+        }
+        Some(v) => match integer(v) {
+            Some(s) if (-4.0..=8.0).contains(&s) => s as i8,
+            _ => {
+                cx.error(
+                    v.span(),
+                    format!("{what}: native `schema` must be an integer from -4 to 8 (2^schema buckets per power of two)"),
+                );
+                good = false;
+                0
+            }
+        },
+    };
+    let zero_threshold = match get(body, "zero_threshold") {
+        None => DEFAULT_ZERO_THRESHOLD,
+        Some(v) => match number(v.get_ref()) {
+            Some(z) if z.is_finite() && z >= 0.0 => {
+                if z == 0.0 {
+                    // Prometheus reads a zero threshold of 0 with no zero count as a classic
+                    // histogram; the smallest default keeps it native and changes nothing here.
+                    DEFAULT_ZERO_THRESHOLD
+                } else {
+                    z
+                }
+            }
+            _ => {
+                cx.error(
+                    v.span(),
+                    format!("{what}: native `zero_threshold` must be a finite number >= 0"),
+                );
+                good = false;
+                DEFAULT_ZERO_THRESHOLD
+            }
+        },
+    };
+    let max_buckets = match get(body, "max_buckets") {
+        None => 0,
+        Some(v) => match integer(v) {
+            Some(m) if (0.0..=f64::from(u32::MAX)).contains(&m) => m as u32,
+            _ => {
+                cx.error(
+                    v.span(),
+                    format!("{what}: native `max_buckets` must be an integer >= 0 (0: no cap)"),
+                );
+                good = false;
+                0
+            }
+        },
+    };
+    if !good {
+        *ok = false;
+        return None;
+    }
+    let native = Native {
+        schema,
+        zero_threshold,
+        max_buckets,
+    };
+    let cells = 1 + u64::from(native_layout(kind, &native).2);
+    if cells > MAX_NATIVE_CELLS {
+        let at = get(body, "schema").map_or(value.span(), |v| v.span());
+        cx.error(
+            at,
+            format!("{what}: native buckets at schema {schema} take {cells} cells per series (limit {MAX_NATIVE_CELLS}); lower `schema` or raise `zero_threshold`"),
+        );
+        *ok = false;
+        return None;
+    }
+    Some(native)
 }
 
 fn parse_buckets(
@@ -950,6 +1154,7 @@ fn parse_buckets(
     kind: Kind,
     what: &str,
     span: &Range<usize>,
+    has_native: bool,
     ok: &mut bool,
 ) -> Vec<f64> {
     let value = get(table, "buckets");
@@ -961,9 +1166,12 @@ fn parse_buckets(
         return Vec::new();
     }
     let Some(value) = value else {
+        if has_native {
+            return Vec::new();
+        }
         cx.error(
             span.clone(),
-            format!("{what}: a histogram needs `buckets = [...]`"),
+            format!("{what}: a histogram needs `buckets = [...]` (classic) or `native = {{ schema = N }}`, or both"),
         );
         *ok = false;
         return Vec::new();

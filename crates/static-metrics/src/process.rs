@@ -110,6 +110,18 @@ pub fn encode(
         }
         let type_name: &[u8] = if *counter { b"counter" } else { b"gauge" };
         match format {
+            Format::Protobuf => {
+                use crate::encode::protobuf::{write_family, write_metric_label_text, MetricType};
+                let kind = if *counter {
+                    MetricType::Counter
+                } else {
+                    MetricType::Gauge
+                };
+                write_family(out, name, help, kind, |out| {
+                    write_metric_label_text(out, const_labels, kind, value)
+                });
+                continue;
+            }
             Format::Text => {
                 out.extend_from_slice(b"# HELP ");
                 out.extend_from_slice(name.as_bytes());

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::encode::{self, Encoder, Format};
+use crate::encode::{self, EncodeOptions, Encoder, Format};
 use crate::schema::{FamilyDesc, Schema, Series, Slot};
 use crate::snapshot::Snapshot;
 use crate::storage::{Counter, FloatGauge, Gauge, Histogram, OpenSet, Store};
@@ -220,9 +220,15 @@ impl Registry {
     }
 
     /// Like [`encode`](Self::encode), for the families whose name `keep` accepts.
-    pub fn encode_where(
+    pub fn encode_where(&self, format: Format, keep: impl FnMut(&str) -> bool, out: &mut Vec<u8>) {
+        self.encode_with(format, EncodeOptions::default(), keep, out);
+    }
+
+    /// Like [`encode_where`](Self::encode_where), with `options` (start timestamps).
+    pub fn encode_with(
         &self,
         format: Format,
+        options: EncodeOptions,
         mut keep: impl FnMut(&str) -> bool,
         out: &mut Vec<u8>,
     ) {
@@ -242,9 +248,14 @@ impl Registry {
         buffers
             .snapshot
             .capture_where(self.inner.store, |f: &FamilyDesc| keep(f.name));
-        buffers
-            .encoder
-            .encode(&buffers.snapshot, &self.inner.const_labels, format, out);
+        let created = options.created_timestamps.then_some(self.inner.store);
+        buffers.encoder.encode_with(
+            &buffers.snapshot,
+            &self.inner.const_labels,
+            format,
+            created,
+            out,
+        );
         #[cfg(feature = "process")]
         if self.process_metrics() {
             if let Ok(stats) = crate::process::read() {
@@ -261,12 +272,20 @@ impl Registry {
         }
     }
 
-    /// The complete exposition as a string (with `# EOF` for OpenMetrics).
+    /// The complete exposition as a string (with `# EOF` for OpenMetrics), for the text
+    /// formats. Protobuf is binary: use [`render_bytes`](Self::render_bytes) (here its bytes
+    /// are converted lossily, never panicking).
     pub fn render(&self, format: Format) -> String {
+        String::from_utf8(self.render_bytes(format))
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
+
+    /// The complete exposition as bytes (with `# EOF` for OpenMetrics).
+    pub fn render_bytes(&self, format: Format) -> Vec<u8> {
         let mut out = Vec::new();
         self.encode(format, &mut out);
         encode::finish(format, &mut out);
-        String::from_utf8(out).expect("the exposition is UTF-8")
+        out
     }
 
     /// A point-in-time copy of every series, for tests and custom exporters.

@@ -130,6 +130,104 @@ pub struct HistogramDesc {
     pub le_text: &'static [&'static str],
     /// `le` values as OpenMetrics canonical numbers, without `+Inf`.
     pub le_openmetrics: &'static [&'static str],
+    /// Whether the classic buckets are stored: one cell per bound and one for `+Inf`. False
+    /// for a native-only family, whose text exposition has only the `+Inf` bucket (derived
+    /// from the native cells), as client_golang writes a histogram without classic buckets.
+    pub classic: bool,
+    /// The native (sparse, exponential) buckets, if the family declares them.
+    pub native: Option<NativeDesc>,
+}
+
+/// The native buckets of a histogram family: a fixed-layout array of cells per series.
+///
+/// Bucket `key` of schema `s` holds the values in `(2^((key-1)/2^s), 2^(key/2^s)]` (exported
+/// units), as Prometheus defines them. The layout has one cell for the zero bucket and one per
+/// key from the key of the smallest storable value above the zero threshold to the key of the
+/// largest storable value (`u64::MAX` storage units), so every observation has a cell: counts
+/// are exact at the declared schema whatever is observed. The manifest's bucket cap is
+/// applied when encoding (resolution is halved until the populated buckets fit, the strategy
+/// client_golang documents), never by dropping or moving stored counts.
+#[derive(Debug)]
+pub struct NativeDesc {
+    /// Resolution: `-4..=8`; `2^schema` buckets per power of two.
+    pub schema: i8,
+    /// The zero bucket's width in exported units (what the exposition declares).
+    pub zero_threshold: f64,
+    /// The zero threshold in storage units: values `<=` it go to the zero bucket.
+    pub zero_threshold_units: u64,
+    /// Key of the first cell after the zero bucket's.
+    pub min_key: i32,
+    /// Number of key cells (after the zero bucket's cell).
+    pub keys: u32,
+    /// Largest number of populated buckets one exposition may carry (0: no cap).
+    pub max_buckets: u32,
+    /// Exported units per storage unit (1e-9 for durations, 1 otherwise).
+    pub unit: f64,
+    /// For `schema > 0`: the mantissa bits of `2^(k/2^schema)` for `k` in `1..2^schema`,
+    /// ascending, the in-octave bucket boundaries compared as integers. Empty otherwise.
+    pub mantissas: &'static [u64],
+}
+
+impl NativeDesc {
+    /// Cells one series takes: the zero bucket and every key.
+    pub const fn cells(&self) -> u32 {
+        1 + self.keys
+    }
+
+    /// The Prometheus bucket key of a positive exported value `x`: the `key` whose bucket
+    /// `(2^((key-1)/2^s), 2^(key/2^s)]` holds it (see [`native_key`]).
+    #[inline(always)]
+    pub fn key_of(&self, x: f64) -> i32 {
+        native_key(self.schema, self.mantissas, x)
+    }
+
+    /// The cell (relative to the zero bucket's) that an observation of `v` storage units
+    /// goes to.
+    #[inline(always)]
+    pub fn cell_of(&self, v: u64, search: impl Fn(&[u64], u64) -> usize) -> usize {
+        if v <= self.zero_threshold_units {
+            return 0;
+        }
+        let key = native_key_with(self.schema, self.mantissas, v as f64 * self.unit, search);
+        // The layout spans the keys of every storable value, so the clamp never changes a
+        // key; it only keeps a write in bounds whatever the float arithmetic does.
+        let offset = (key - self.min_key).clamp(0, self.keys as i32 - 1);
+        1 + offset as usize
+    }
+}
+
+/// The Prometheus native-histogram bucket key of a positive, finite `x` at `schema`:
+/// `ceil(log2(x) * 2^schema)`, computed exactly from the float's exponent and mantissa (the
+/// in-octave boundaries `mantissas` for `schema > 0`, see [`NativeDesc::mantissas`]).
+pub fn native_key(schema: i8, mantissas: &[u64], x: f64) -> i32 {
+    native_key_with(schema, mantissas, x, |bounds, m| {
+        bounds.partition_point(|&b| b < m)
+    })
+}
+
+#[inline(always)]
+fn native_key_with(
+    schema: i8,
+    mantissas: &[u64],
+    x: f64,
+    search: impl Fn(&[u64], u64) -> usize,
+) -> i32 {
+    const MANTISSA: u64 = (1 << 52) - 1;
+    let bits = x.to_bits();
+    let exp = ((bits >> 52) & 0x7ff) as i32 - 1023;
+    let mantissa = bits & MANTISSA;
+    let above = i32::from(mantissa != 0);
+    if schema > 0 {
+        // x = 2^exp * (1 + f): the key is exp * 2^s plus the first in-octave boundary at or
+        // above 1 + f (boundaries are upper-inclusive, so a mantissa equal to one stays in
+        // that bucket).
+        (exp << schema) + above + search(mantissas, mantissa) as i32
+    } else {
+        // ceil(log2 x), then ceil-divided by 2^-s (an arithmetic shift floors negatives too).
+        let k = exp + above;
+        let shift = -i32::from(schema);
+        (k + (1 << shift) - 1) >> shift
+    }
 }
 
 impl HistogramDesc {
@@ -139,6 +237,38 @@ impl HistogramDesc {
             HistogramValue::Duration => 1e9,
             HistogramValue::Integer => 1.0,
         }
+    }
+
+    /// Classic cells per series: one per bound and `+Inf`, or none for a native-only family.
+    pub const fn classic_cells(&self) -> usize {
+        if self.classic {
+            self.bounds.len() + 1
+        } else {
+            0
+        }
+    }
+
+    /// Offset of the native zero-bucket cell in a series (after the classic cells).
+    pub const fn native_offset(&self) -> usize {
+        self.classic_cells()
+    }
+
+    /// Native cells per series (0 without native buckets).
+    pub const fn native_cells(&self) -> usize {
+        match &self.native {
+            Some(n) => n.cells() as usize,
+            None => 0,
+        }
+    }
+
+    /// Offset of the 128-bit sum's low word in a series (its carry word follows).
+    pub const fn sum_offset(&self) -> usize {
+        self.classic_cells() + self.native_cells()
+    }
+
+    /// Cells per series: the classic cells, the native cells, the two sum words.
+    pub const fn cells_per_series(&self) -> usize {
+        self.sum_offset() + 2
     }
 }
 
@@ -161,7 +291,8 @@ pub struct FamilyDesc {
     pub series: u32,
     /// First cell (in the sharded space for counters and histograms, else the gauge space).
     pub cell_base: u32,
-    /// Cells per series: 1, or for histograms one per bucket, one for `+Inf`, and two for the
+    /// Cells per series: 1, or for histograms one per classic bucket and one for `+Inf` (if
+    /// classic), the native zero bucket and one per native key (if native), and two for the
     /// 128-bit sum (low word, then the carry word; see `ShardedCells::add_sum`).
     pub cells_per_series: u32,
     /// First presence bit.

@@ -6,7 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::schema::{DomainKind, FamilyDesc, FamilyKind, Schema};
+use crate::schema::{DomainKind, FamilyDesc, FamilyKind, HistogramDesc, Schema};
 use crate::storage::{OpenView, Store};
 
 /// The present series of one family and their values.
@@ -193,5 +193,87 @@ fn load_views(store: &Store, out: &mut Vec<Option<Arc<OpenView>>>, removable_onl
                 .map(|set| set.view()),
             _ => None,
         });
+    }
+}
+
+/// One histogram series' captured values, read through its family's layout.
+///
+/// Counts are derived from the captured cells: the classic `_count` is the sum of the classic
+/// cells (so it equals the `+Inf` bucket), the native count is the zero bucket plus every
+/// native bucket (so it equals what the native buckets add up to). Every observation adds 1 to
+/// one classic and one native cell, so both are exact once observers are quiet; a scrape
+/// racing observers may see an observation in one and not yet in the other.
+#[derive(Clone, Copy, Debug)]
+pub struct HistogramValues<'a> {
+    desc: &'static HistogramDesc,
+    values: &'a [u64],
+}
+
+impl<'a> HistogramValues<'a> {
+    /// The values of one series (`cells_per_series` of them, as [`FamilySnapshot::values`]
+    /// holds them) of a family with layout `desc`.
+    pub fn new(desc: &'static HistogramDesc, values: &'a [u64]) -> HistogramValues<'a> {
+        debug_assert_eq!(values.len(), desc.cells_per_series());
+        HistogramValues { desc, values }
+    }
+
+    /// The family's layout.
+    pub fn desc(&self) -> &'static HistogramDesc {
+        self.desc
+    }
+
+    /// Per-bucket (not cumulative) classic counts, `+Inf` last; empty for a native-only family.
+    pub fn classic(&self) -> &'a [u64] {
+        &self.values[..self.desc.classic_cells()]
+    }
+
+    /// The native zero bucket and key cells (zero bucket first); empty without native buckets.
+    pub fn native_cells(&self) -> &'a [u64] {
+        &self.values[self.desc.native_offset()..self.desc.sum_offset()]
+    }
+
+    /// The native zero bucket's count (0 without native buckets).
+    pub fn zero_count(&self) -> u64 {
+        self.native_cells().first().copied().unwrap_or(0)
+    }
+
+    /// The populated native buckets `(key, count)` at the family's schema, ascending by key.
+    pub fn native_buckets(&self) -> impl Iterator<Item = (i32, u64)> + 'a {
+        let min_key = self.desc.native.as_ref().map_or(0, |n| n.min_key);
+        let cells = self.native_cells();
+        let keys = cells.get(1..).unwrap_or(&[]);
+        keys.iter()
+            .enumerate()
+            .filter(|(_, &c)| c != 0)
+            .map(move |(i, &c)| (min_key + i as i32, c))
+    }
+
+    /// The native count: the zero bucket plus every native bucket.
+    pub fn native_count(&self) -> u64 {
+        self.native_cells()
+            .iter()
+            .fold(0u64, |a, &c| a.saturating_add(c))
+    }
+
+    /// The classic count (the `+Inf` bucket); the native count for a native-only family.
+    pub fn count(&self) -> u64 {
+        if self.desc.classic {
+            self.classic()
+                .iter()
+                .fold(0u64, |a, &c| a.saturating_add(c))
+        } else {
+            self.native_count()
+        }
+    }
+
+    /// The sum of the observations in storage units (nanoseconds for durations).
+    pub fn sum(&self) -> u128 {
+        let at = self.desc.sum_offset();
+        u128::from(self.values[at]) | (u128::from(self.values[at + 1]) << 64)
+    }
+
+    /// The sum in exported units (seconds for durations), as the expositions write it.
+    pub fn sum_f64(&self) -> f64 {
+        self.sum() as f64 / self.desc.scale()
     }
 }

@@ -13,6 +13,7 @@ use crate::schema::{
     DomainKind, FamilyDesc, FamilyKind, GaugeValue, HistogramDesc, HistogramValue,
 };
 use crate::snapshot::Snapshot;
+use crate::storage::Store;
 
 /// A reusable encoder: keeps its scratch buffers between scrapes.
 #[derive(Default)]
@@ -20,9 +21,9 @@ pub struct Encoder {
     /// Per-series scratch: a histogram's `name_bucket{labels,le="` head, reused for every bucket.
     head: Vec<u8>,
     /// Per-series scratch: the label text, without braces.
-    labels: Vec<u8>,
+    pub(super) labels: Vec<u8>,
     /// Per-family: a [`Divisor`] for each label's mixed-radix stride.
-    divisors: Vec<Divisor>,
+    pub(super) divisors: Vec<Divisor>,
 }
 
 impl Encoder {
@@ -42,6 +43,31 @@ impl Encoder {
         format: Format,
         out: &mut Vec<u8>,
     ) {
+        self.encode_with(snapshot, const_labels, format, None, out);
+    }
+
+    /// [`encode`](Self::encode), with the start timestamps of counters and histograms read
+    /// from `created` (the store the snapshot was captured from) when it is given: `_created`
+    /// series in OpenMetrics, `created_timestamp` fields in protobuf, nothing in text 0.0.4.
+    pub fn encode_with(
+        &mut self,
+        snapshot: &Snapshot,
+        const_labels: &str,
+        format: Format,
+        created: Option<&Store>,
+        out: &mut Vec<u8>,
+    ) {
+        if format == Format::Protobuf {
+            match created {
+                Some(store) => {
+                    let at = |f: &FamilyDesc, s: u32| store.created_at(f, s);
+                    self.encode_protobuf(snapshot, const_labels, Some(&at), out);
+                }
+                None => self.encode_protobuf(snapshot, const_labels, None, out),
+            }
+            return;
+        }
+        let created = created.filter(|_| format == Format::OpenMetrics);
         let Some(schema) = snapshot.schema() else {
             return;
         };
@@ -62,9 +88,29 @@ impl Encoder {
             for (&series, values) in snap.series.iter().zip(snap.values.chunks_exact(per)) {
                 wrote |= match &family.kind {
                     FamilyKind::Counter => {
-                        self.write_scalar(snapshot, family, series, const_labels, out, |out| {
-                            put_u64(out, values[0]);
-                        })
+                        let ok =
+                            self.write_scalar(snapshot, family, series, const_labels, out, |out| {
+                                put_u64(out, values[0]);
+                            });
+                        if let (true, Some(store)) = (ok, created) {
+                            self.labels.clear();
+                            write_labels(
+                                snapshot,
+                                family,
+                                &self.divisors,
+                                series,
+                                const_labels,
+                                &mut self.labels,
+                            );
+                            let base = family.name.strip_suffix("_total").unwrap_or(family.name);
+                            write_created(
+                                &self.labels,
+                                base,
+                                store.created_at(family, series),
+                                out,
+                            );
+                        }
+                        ok
                     }
                     FamilyKind::Gauge(GaugeValue::Integer) => {
                         self.write_scalar(snapshot, family, series, const_labels, out, |out| {
@@ -80,16 +126,28 @@ impl Encoder {
                             write_f64(out, f64::from_bits(values[0]));
                         })
                     }
-                    FamilyKind::Histogram(desc) => self.write_histogram(
-                        snapshot,
-                        family,
-                        desc,
-                        series,
-                        const_labels,
-                        format,
-                        values,
-                        out,
-                    ),
+                    FamilyKind::Histogram(desc) => {
+                        let ok = self.write_histogram(
+                            snapshot,
+                            family,
+                            desc,
+                            series,
+                            const_labels,
+                            format,
+                            values,
+                            out,
+                        );
+                        if let (true, Some(store)) = (ok, created) {
+                            // `write_histogram` left the series' label text in `labels`.
+                            write_created(
+                                &self.labels,
+                                family.name,
+                                store.created_at(family, series),
+                                out,
+                            );
+                        }
+                        ok
+                    }
                 };
             }
             if !wrote {
@@ -148,7 +206,7 @@ impl Encoder {
             return false;
         }
         let le = match format {
-            Format::Text => desc.le_text,
+            Format::Text | Format::Protobuf => desc.le_text,
             Format::OpenMetrics => desc.le_openmetrics,
         };
         // `name_bucket{labels,le="`, shared by every bucket line of the series.
@@ -161,17 +219,33 @@ impl Encoder {
             head.push(b',');
         }
         put(head, b"le=\"");
-        let buckets = desc.bounds.len();
+        let at = desc.sum_offset();
+        // Native buckets have no text form: a native-only family shows its `+Inf` bucket,
+        // the count of every native cell, as client_golang writes it.
+        let classic = if desc.classic {
+            &values[..desc.classic_cells()]
+        } else {
+            &values[desc.native_offset()..at]
+        };
         let mut cumulative = 0u64;
-        for (i, count) in values[..=buckets].iter().enumerate() {
+        for (i, count) in classic.iter().enumerate() {
             cumulative = cumulative.saturating_add(*count);
+            if !desc.classic && i + 1 < classic.len() {
+                continue;
+            }
             put(out, head);
-            put(out, le.get(i).map_or("+Inf", |s| s).as_bytes());
+            put(
+                out,
+                le.get(i)
+                    .filter(|_| desc.classic)
+                    .map_or("+Inf", |s| s)
+                    .as_bytes(),
+            );
             put(out, b"\"} ");
             put_u64(out, cumulative);
             out.push(b'\n');
         }
-        let (lo, hi) = (values[buckets + 1], values[buckets + 2]);
+        let (lo, hi) = (values[at], values[at + 1]);
         let sum = u128::from(lo) | (u128::from(hi) << 64);
         self.sample_head(family.name, b"_sum{", out);
         match desc.value {
@@ -196,10 +270,24 @@ impl Encoder {
     }
 }
 
+/// `base_created{labels} <seconds>\n`, the OpenMetrics start timestamp of a series first
+/// touched at `unix_nanos` (nothing for 0: never touched).
+fn write_created(labels: &[u8], base: &str, unix_nanos: u64, out: &mut Vec<u8>) {
+    if unix_nanos == 0 {
+        return;
+    }
+    put(out, base.as_bytes());
+    put(out, b"_created{");
+    put(out, labels);
+    put(out, b"} ");
+    write_f64(out, unix_nanos as f64 / 1e9);
+    out.push(b'\n');
+}
+
 /// Appends `a="x",b="y",<const labels>` for one series. Returns false when an open slot has
 /// no value any more (freed during the capture); `out` may then hold part of the text.
 #[inline]
-fn write_labels(
+pub(super) fn write_labels(
     snapshot: &Snapshot,
     family: &FamilyDesc,
     divisors: &[Divisor],
@@ -261,13 +349,13 @@ fn write_labels(
 /// `n / d` is the high half of `m * n` for every 32-bit `n`. `d == 1` (whose `m` would
 /// overflow) is stored as `m == 0` and handled as the identity.
 #[derive(Clone, Copy)]
-struct Divisor {
+pub(super) struct Divisor {
     d: u32,
     m: u64,
 }
 
 impl Divisor {
-    fn new(d: u32) -> Divisor {
+    pub(super) fn new(d: u32) -> Divisor {
         assert!(d != 0, "label strides are never zero");
         let m = if d == 1 {
             0
@@ -391,7 +479,7 @@ fn write_metadata(family: &FamilyDesc, format: Format, out: &mut Vec<u8>) {
         FamilyKind::Histogram(_) => "histogram",
     };
     match format {
-        Format::Text => {
+        Format::Text | Format::Protobuf => {
             out.extend_from_slice(b"# HELP ");
             out.extend_from_slice(family.name.as_bytes());
             out.push(b' ');

@@ -138,7 +138,7 @@ static FAMILIES: [FamilyDesc; 4] = [
         name: "job_duration_seconds",
         help: "Time from a job's start to its end.",
         subsystem: "Jobs",
-        kind: FamilyKind::Histogram(HistogramDesc { value: HistogramValue::Duration, bounds: &[1000000, 10000000, 100000000, 1000000000, 10000000000], le_text: &["0.001", "0.01", "0.1", "1", "10"], le_openmetrics: &["0.001", "0.01", "0.1", "1.0", "10.0"] }),
+        kind: FamilyKind::Histogram(HistogramDesc { value: HistogramValue::Duration, bounds: &[1000000, 10000000, 100000000, 1000000000, 10000000000], le_text: &["0.001", "0.01", "0.1", "1", "10"], le_openmetrics: &["0.001", "0.01", "0.1", "1.0", "10.0"], classic: true, native: None }),
         dims: &[DomainId(0)],
         strides: &[1],
         series: 2,

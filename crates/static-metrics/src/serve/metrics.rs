@@ -13,7 +13,7 @@ use hyper::http::request::Parts;
 use hyper::{Method, Response, StatusCode};
 use tracing::{error, warn};
 
-use crate::encode::{self, Format};
+use crate::encode::{self, EncodeOptions, Format};
 
 use super::body::{method_not_allowed, plain_text, Body, Pool, PooledVec};
 use super::self_metrics::{HandlerStats, Outcome, ScrapePermit};
@@ -50,6 +50,14 @@ pub struct MetricsConfig {
     /// of only at `metrics_path` (default false).
     #[cfg(feature = "server")]
     pub serve_every_path: bool,
+    /// Whether the protobuf exposition is served to scrapers that prefer it (default true):
+    /// Prometheus asks for it first when it ingests native histograms. client_golang offers it
+    /// whatever its OpenMetrics setting, and so does this server.
+    pub enable_protobuf: bool,
+    /// Whether counters and histograms carry start timestamps, their series' first-touch
+    /// time: `_created` series in OpenMetrics, `created_timestamp` in protobuf (default
+    /// false; never in text 0.0.4).
+    pub created_timestamps: bool,
 }
 
 impl Default for MetricsConfig {
@@ -63,6 +71,8 @@ impl Default for MetricsConfig {
             metrics_path: "/metrics",
             #[cfg(feature = "server")]
             serve_every_path: false,
+            enable_protobuf: true,
+            created_timestamps: false,
         }
     }
 }
@@ -80,6 +90,8 @@ fn pooled(cap: usize) -> usize {
 pub(crate) struct MetricsHandler {
     exposition: Arc<dyn Exposition>,
     enable_openmetrics: bool,
+    enable_protobuf: bool,
+    options: EncodeOptions,
     stats: Arc<HandlerStats>,
     buffers: Arc<Pool<Vec<u8>>>,
     compressors: Arc<Pool<Compress>>,
@@ -93,6 +105,10 @@ impl MetricsHandler {
         MetricsHandler {
             exposition,
             enable_openmetrics: config.enable_openmetrics,
+            enable_protobuf: config.enable_protobuf,
+            options: EncodeOptions {
+                created_timestamps: config.created_timestamps,
+            },
             stats: HandlerStats::new(config.max_concurrent_scrapes),
             buffers: Arc::new(Pool::new(2 * pooled(config.max_concurrent_scrapes))),
             compressors: Arc::new(Pool::new(pooled(config.max_concurrent_scrapes))),
@@ -106,6 +122,14 @@ impl MetricsHandler {
 
     pub(crate) fn enable_openmetrics(&self) -> bool {
         self.enable_openmetrics
+    }
+
+    pub(crate) fn enable_protobuf(&self) -> bool {
+        self.enable_protobuf
+    }
+
+    pub(crate) fn created_timestamps(&self) -> bool {
+        self.options.created_timestamps
     }
 
     /// Answers one request that passed the bearer check (and the route, if any).
@@ -130,18 +154,19 @@ impl MetricsHandler {
             );
         };
         let headers = &req.headers;
-        let format = if self.enable_openmetrics {
-            negotiate::negotiate_format(
-                headers
-                    .get_all(ACCEPT)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok()),
-            )
-        } else {
-            Format::Text
-        };
+        let format = negotiate::negotiate(
+            headers
+                .get_all(ACCEPT)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+            negotiate::Offer {
+                openmetrics: self.enable_openmetrics,
+                protobuf: self.enable_protobuf,
+            },
+        );
         let scrape = Scrape {
             format,
+            options: self.options,
             gzip: negotiate::gzip_accepted(
                 headers
                     .get_all(ACCEPT_ENCODING)
@@ -189,6 +214,7 @@ impl MetricsHandler {
 /// Everything one scrape needs, owned, so it can move to a blocking thread.
 struct Scrape {
     format: Format,
+    options: EncodeOptions,
     gzip: bool,
     filter: NameFilter,
     exposition: Arc<dyn Exposition>,
@@ -214,7 +240,7 @@ impl Scrape {
         let hint = self.size_hint.load(Ordering::Relaxed);
         body.reserve(hint + hint / 8);
         self.exposition
-            .encode(self.format, &self.filter, &mut body)?;
+            .encode_with(self.format, self.options, &self.filter, &mut body)?;
         self.stats.encode(self.format, &self.filter, &mut body);
         encode::finish(self.format, &mut body);
         self.size_hint.store(body.len(), Ordering::Relaxed);
@@ -329,6 +355,8 @@ mod server_side {
                 server: self.inner.config(),
                 max_concurrent_scrapes: service.max_concurrent_scrapes(),
                 enable_openmetrics: service.enable_openmetrics(),
+                enable_protobuf: service.enable_protobuf(),
+                created_timestamps: service.created_timestamps(),
                 metrics_path: service.path().unwrap_or(self.path),
                 serve_every_path: service.path().is_none(),
             }
@@ -453,6 +481,7 @@ mod tests {
         let permit = stats.try_admit().unwrap();
         let scrape = Scrape {
             format: Format::OpenMetrics,
+            options: EncodeOptions::default(),
             gzip,
             filter: NameFilter::all(),
             exposition,

@@ -101,7 +101,7 @@ pub use metrics::{
     metrics_serve_task, metrics_shutdown_task, new_metrics_server, new_metrics_server_with,
     MetricsServer,
 };
-pub use negotiate::{gzip_accepted, negotiate_format};
+pub use negotiate::{gzip_accepted, negotiate, negotiate_format, Offer};
 #[cfg(feature = "pprof")]
 pub use pprof::{
     new_pprof_server, new_pprof_server_with, pprof_serve_task, pprof_shutdown_task, PprofServer,
@@ -112,7 +112,7 @@ pub use service::{MetricsService, ResponseFuture};
 #[cfg(feature = "tls")]
 pub use web_config::{WebConfig, WebConfigError};
 
-use crate::encode::Format;
+use crate::encode::{EncodeOptions, Format};
 
 /// What a metrics server exposes. Implemented by the crate's `Registry` and by test doubles.
 ///
@@ -130,4 +130,17 @@ pub trait Exposition: Send + Sync + 'static {
         filter: &NameFilter,
         out: &mut Vec<u8>,
     ) -> Result<(), EncodeError>;
+
+    /// [`encode`](Exposition::encode) with `options` (start timestamps). The default ignores
+    /// the options; the crate's `Registry` honours them.
+    fn encode_with(
+        &self,
+        format: Format,
+        options: EncodeOptions,
+        filter: &NameFilter,
+        out: &mut Vec<u8>,
+    ) -> Result<(), EncodeError> {
+        let _ = options;
+        self.encode(format, filter, out)
+    }
 }

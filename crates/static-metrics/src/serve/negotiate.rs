@@ -28,14 +28,63 @@ use crate::encode::Format;
 /// );
 /// ```
 pub fn negotiate_format<'a>(accept: impl IntoIterator<Item = &'a str>) -> Format {
+    negotiate(accept, Offer::TEXT_AND_OPENMETRICS)
+}
+
+/// The formats a server offers besides text 0.0.4 (always offered: it is the fallback).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Offer {
+    /// OpenMetrics 1.0.0.
+    pub openmetrics: bool,
+    /// The delimited protobuf exposition (native histograms).
+    pub protobuf: bool,
+}
+
+impl Offer {
+    /// Text and OpenMetrics: what [`negotiate_format`] chooses between.
+    pub const TEXT_AND_OPENMETRICS: Offer = Offer {
+        openmetrics: true,
+        protobuf: false,
+    };
+    /// Every format.
+    pub const ALL: Offer = Offer {
+        openmetrics: true,
+        protobuf: true,
+    };
+}
+
+/// Chooses among the formats of `offer` for an `Accept` header, as [`negotiate_format`] does
+/// for text and OpenMetrics.
+///
+/// Protobuf is chosen when an `application/vnd.google.protobuf` range with
+/// `proto=io.prometheus.client.MetricFamily` and `encoding=delimited` (what Prometheus sends
+/// when it wants native histograms or start timestamps) has a strictly higher weight than the
+/// best text and OpenMetrics ranges. Wildcards never select it: a scraper that does not name
+/// protobuf gets text.
+///
+/// ```
+/// use static_metrics::encode::Format;
+/// use static_metrics::serve::{negotiate, Offer};
+/// let prometheus = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.6,application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.2,*/*;q=0.1";
+/// assert_eq!(negotiate([prometheus], Offer::ALL), Format::Protobuf);
+/// assert_eq!(negotiate([prometheus], Offer::TEXT_AND_OPENMETRICS), Format::OpenMetrics);
+/// ```
+pub fn negotiate<'a>(accept: impl IntoIterator<Item = &'a str>, offer: Offer) -> Format {
     let mut om = Weight::NONE;
     let mut text = Weight::NONE;
+    let mut protobuf = Weight::NONE;
     for clause in accept.into_iter().flat_map(|v| split_unquoted(v, b',')) {
         let Some(range) = MediaRange::parse(clause) else {
             continue;
         };
         let version = range.version.as_deref();
         match (range.kind.as_str(), range.sub.as_str()) {
+            ("application", "vnd.google.protobuf")
+                if range.proto.as_deref() == Some("io.prometheus.client.MetricFamily")
+                    && range.encoding.as_deref() == Some("delimited") =>
+            {
+                protobuf.offer(EXACT, range.q);
+            }
             ("application", "openmetrics-text") => {
                 if matches!(version, None | Some("1.0.0" | "0.0.1")) {
                     om.offer(EXACT, range.q);
@@ -55,7 +104,10 @@ pub fn negotiate_format<'a>(accept: impl IntoIterator<Item = &'a str>) -> Format
             _ => {}
         }
     }
-    if om.q > text.q {
+    let om_q = if offer.openmetrics { om.q } else { 0 };
+    if offer.protobuf && protobuf.q > 0 && protobuf.q > om_q && protobuf.q > text.q {
+        Format::Protobuf
+    } else if om_q > text.q {
         Format::OpenMetrics
     } else {
         Format::Text
@@ -129,6 +181,9 @@ struct MediaRange {
     kind: String,
     sub: String,
     version: Option<String>,
+    /// `proto` and `encoding` (protobuf ranges).
+    proto: Option<String>,
+    encoding: Option<String>,
     q: Q,
 }
 
@@ -141,6 +196,8 @@ impl MediaRange {
             return None;
         }
         let mut version = None;
+        let mut proto = None;
+        let mut encoding = None;
         let mut q = None;
         for (name, value) in parts.filter_map(param) {
             if name.eq_ignore_ascii_case("q") {
@@ -152,11 +209,19 @@ impl MediaRange {
                 // Duplicates are tolerated; the first occurrence wins.
                 version = Some(value.to_string());
             }
+            if name.eq_ignore_ascii_case("proto") && proto.is_none() {
+                proto = Some(value.to_string());
+            }
+            if name.eq_ignore_ascii_case("encoding") && encoding.is_none() {
+                encoding = Some(value.to_ascii_lowercase());
+            }
         }
         Some(MediaRange {
             kind: kind.to_ascii_lowercase(),
             sub: sub.to_ascii_lowercase(),
             version,
+            proto,
+            encoding,
             q: q.unwrap_or(Q_ONE),
         })
     }
@@ -249,6 +314,94 @@ mod tests {
         ] {
             assert_eq!(format(accept), Format::OpenMetrics, "{accept}");
         }
+    }
+
+    /// Prometheus 2.42 with `--enable-feature=native-histograms` (the string in its binary).
+    const PROMETHEUS_2_42_NATIVE: &str = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+    #[test]
+    fn protobuf_first_scrapers_get_protobuf_when_offered() {
+        for accept in [PROMETHEUS_3_PROTOBUF_FIRST, PROMETHEUS_1_PROTOBUF] {
+            assert_eq!(
+                negotiate([accept], Offer::ALL),
+                Format::Protobuf,
+                "{accept}"
+            );
+        }
+        // Protobuf off: what the scraper ranks next.
+        assert_eq!(
+            negotiate([PROMETHEUS_3_PROTOBUF_FIRST], Offer::TEXT_AND_OPENMETRICS),
+            Format::OpenMetrics
+        );
+        let text_only = Offer {
+            openmetrics: false,
+            protobuf: false,
+        };
+        assert_eq!(
+            negotiate([PROMETHEUS_3_PROTOBUF_FIRST], text_only),
+            Format::Text
+        );
+        // Protobuf on, OpenMetrics off.
+        let no_om = Offer {
+            openmetrics: false,
+            protobuf: true,
+        };
+        assert_eq!(
+            negotiate([PROMETHEUS_3_PROTOBUF_FIRST], no_om),
+            Format::Protobuf
+        );
+    }
+
+    #[test]
+    fn openmetrics_first_scrapers_keep_their_choice_when_protobuf_is_offered() {
+        for accept in [
+            PROMETHEUS_3_4,
+            PROMETHEUS_3_0,
+            PROMETHEUS_2_55,
+            PROMETHEUS_2_45,
+            PROMETHEUS_2_30,
+        ] {
+            assert_eq!(
+                negotiate([accept], Offer::ALL),
+                Format::OpenMetrics,
+                "{accept}"
+            );
+        }
+        assert_eq!(negotiate([PROMETHEUS_TEXT_ONLY], Offer::ALL), Format::Text);
+        assert_eq!(negotiate(None, Offer::ALL), Format::Text);
+        assert_eq!(negotiate(["*/*"], Offer::ALL), Format::Text);
+        assert_eq!(
+            negotiate(["application/*"], Offer::ALL),
+            Format::OpenMetrics
+        );
+    }
+
+    #[test]
+    fn protobuf_needs_the_metric_family_proto_and_delimited_encoding() {
+        for accept in [
+            "application/vnd.google.protobuf;q=0.9,text/plain;q=0.1",
+            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;q=0.9,text/plain;q=0.1",
+            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=text;q=0.9,text/plain;q=0.1",
+            "application/vnd.google.protobuf;proto=other.Message;encoding=delimited;q=0.9,text/plain;q=0.1",
+            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0",
+        ] {
+            assert_eq!(negotiate([accept], Offer::ALL), Format::Text, "{accept}");
+        }
+        assert_eq!(
+            negotiate(
+                [" Application/Vnd.Google.Protobuf ; Proto=\"io.prometheus.client.MetricFamily\" ; Encoding=Delimited "],
+                Offer::ALL
+            ),
+            Format::Protobuf
+        );
+    }
+
+    #[test]
+    fn prometheus_2_42_with_native_histograms_gets_protobuf() {
+        assert_eq!(
+            negotiate([PROMETHEUS_2_42_NATIVE], Offer::ALL),
+            Format::Protobuf
+        );
     }
 
     #[test]

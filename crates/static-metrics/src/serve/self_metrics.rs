@@ -104,6 +104,10 @@ impl HandlerStats {
     }
 
     fn write(&self, format: Format, filter: &NameFilter, out: &mut Vec<u8>) -> std::io::Result<()> {
+        if format == Format::Protobuf {
+            self.write_protobuf(filter, out);
+            return Ok(());
+        }
         // Families in name order, as client_golang's gatherer sorts them.
         if filter.allows(IN_FLIGHT) {
             write_metadata(out, format, IN_FLIGHT, "gauge", IN_FLIGHT_HELP)?;
@@ -115,6 +119,7 @@ impl HandlerStats {
                 Format::Text => REQUESTS_TOTAL,
                 // OpenMetrics names the counter family without its `_total` sample suffix.
                 Format::OpenMetrics => REQUESTS,
+                Format::Protobuf => REQUESTS_TOTAL,
             };
             write_metadata(out, format, family, "counter", REQUESTS_HELP)?;
             for (code, count) in CODES.iter().zip(&self.requests) {
@@ -129,6 +134,33 @@ impl HandlerStats {
     }
 }
 
+impl HandlerStats {
+    /// The same families as delimited `MetricFamily` messages.
+    fn write_protobuf(&self, filter: &NameFilter, out: &mut Vec<u8>) {
+        use crate::encode::protobuf::{write_family, write_metric, MetricType};
+        if filter.allows(IN_FLIGHT) {
+            write_family(out, IN_FLIGHT, IN_FLIGHT_HELP, MetricType::Gauge, |out| {
+                let v = self.in_flight.load(Relaxed) as f64;
+                write_metric(out, &[], MetricType::Gauge, v);
+            });
+        }
+        if filter.allows(REQUESTS_TOTAL) {
+            write_family(
+                out,
+                REQUESTS_TOTAL,
+                REQUESTS_HELP,
+                MetricType::Counter,
+                |out| {
+                    for (code, count) in CODES.iter().zip(&self.requests) {
+                        let v = count.load(Relaxed) as f64;
+                        write_metric(out, &[("code", code)], MetricType::Counter, v);
+                    }
+                },
+            );
+        }
+    }
+}
+
 fn write_metadata(
     out: &mut Vec<u8>,
     format: Format,
@@ -138,7 +170,9 @@ fn write_metadata(
 ) -> std::io::Result<()> {
     match format {
         // client_golang's order for text.
-        Format::Text => write!(out, "# HELP {family} {help}\n# TYPE {family} {kind}\n"),
+        Format::Text | Format::Protobuf => {
+            write!(out, "# HELP {family} {help}\n# TYPE {family} {kind}\n")
+        }
         // The order the OpenMetrics spec recommends.
         Format::OpenMetrics => write!(out, "# TYPE {family} {kind}\n# HELP {family} {help}\n"),
     }

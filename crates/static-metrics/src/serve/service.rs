@@ -129,6 +129,16 @@ impl MetricsService {
         self.inner.handler.enable_openmetrics()
     }
 
+    /// Whether the protobuf exposition is served to scrapers that prefer it.
+    pub fn enable_protobuf(&self) -> bool {
+        self.inner.handler.enable_protobuf()
+    }
+
+    /// Whether counters and histograms carry start timestamps.
+    pub fn created_timestamps(&self) -> bool {
+        self.inner.handler.created_timestamps()
+    }
+
     /// Answers one request. The request body is never read.
     pub fn respond<B>(&self, req: Request<B>) -> ResponseFuture {
         let (parts, body) = req.into_parts();

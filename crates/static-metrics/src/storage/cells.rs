@@ -214,6 +214,33 @@ impl ShardedCells {
         }
     }
 
+    /// Records one observation of a histogram with classic and native buckets: adds 1 to
+    /// `bucket` and to `native`, and `v` to the sum, resolving the shard once.
+    #[inline]
+    pub fn observe2(&self, bucket: usize, native: usize, sum: usize, v: u64) {
+        debug_assert!(bucket < self.len && native < self.len && sum + 1 < self.len);
+        match self.fast() {
+            Some(slab) => {
+                Self::add_exclusive(slab, native, 1);
+                Self::observe_in(slab, true, bucket, sum, v);
+            }
+            None => self.observe2_slow(bucket, native, sum, v),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn observe2_slow(&self, bucket: usize, native: usize, sum: usize, v: u64) {
+        let (shard, slab) = self.slow();
+        let exclusive = shard::is_exclusive(shard);
+        if exclusive {
+            Self::add_exclusive(slab, native, 1);
+        } else {
+            Self::add_shared(slab, native, 1);
+        }
+        Self::observe_in(slab, exclusive, bucket, sum, v);
+    }
+
     #[cold]
     #[inline(never)]
     fn observe_slow(&self, bucket: usize, sum: usize, v: u64) {

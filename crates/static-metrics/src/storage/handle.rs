@@ -135,8 +135,9 @@ impl FloatGauge {
 
 /// A histogram series.
 ///
-/// Storage per series: one cell per bucket, one for `+Inf`, two for the 128-bit sum, all in
-/// the caller's shard. `_count` is not stored: the snapshot derives it as the sum of the bucket
+/// Storage per series: one cell per bucket and one for `+Inf` (classic), one for the native
+/// zero bucket and one per native key (native), two for the 128-bit sum, all in the caller's
+/// shard. `_count` is not stored: the snapshot derives it as the sum of the bucket
 /// cells, so `_count` equals the `+Inf` bucket in every scrape by construction, even while
 /// observations race the scrape.
 #[derive(Clone, Copy)]
@@ -152,6 +153,8 @@ static NOOP_DESC: HistogramDesc = HistogramDesc {
     bounds: &[],
     le_text: &[],
     le_openmetrics: &[],
+    classic: true,
+    native: None,
 };
 
 impl Default for Histogram {
@@ -214,14 +217,28 @@ impl Histogram {
     }
 
     /// Records one observation of `v` storage units (nanoseconds for duration histograms).
+    ///
+    /// A family with native buckets also adds 1 to the native cell of `v` (in the same shard,
+    /// resolved once): every observation lands in exactly one classic and one native cell.
     #[inline]
     pub fn observe(self, v: u64) {
         if let Some(cells) = self.cells {
-            // Upper-inclusive buckets: the first bound >= v; past the last bound is `+Inf`.
-            let bounds = self.desc.bounds;
-            let bucket = bucket_of(bounds, v);
+            let desc = self.desc;
             let base = self.base as usize;
-            cells.observe(base + bucket, base + bounds.len() + 1, v);
+            let sum = base + desc.sum_offset();
+            match &desc.native {
+                // Upper-inclusive buckets: the first bound >= v; past the last bound is `+Inf`.
+                None => cells.observe(base + bucket_of(desc.bounds, v), sum, v),
+                Some(native) => {
+                    let cell = base + desc.native_offset() + native.cell_of(v, bucket_of);
+                    if desc.classic {
+                        let bucket = base + bucket_of(desc.bounds, v);
+                        cells.observe2(bucket, cell, sum, v);
+                    } else {
+                        cells.observe(cell, sum, v);
+                    }
+                }
+            }
         }
     }
 
@@ -253,13 +270,18 @@ impl Histogram {
         let Some(cells) = self.cells else {
             return (0, 0);
         };
-        let buckets = self.desc.bounds.len() + 1;
-        let mut values = vec![0u64; buckets + 2];
+        let desc = self.desc;
+        let mut values = vec![0u64; desc.cells_per_series()];
         cells.sum_histogram_into(self.base as usize, &mut values);
-        let sum = u128::from(values[buckets]) | (u128::from(values[buckets + 1]) << 64);
-        let count = values[..buckets]
-            .iter()
-            .fold(0u64, |a, b| a.saturating_add(*b));
+        let at = desc.sum_offset();
+        let sum = u128::from(values[at]) | (u128::from(values[at + 1]) << 64);
+        // Every observation is in one classic cell (if classic) and one native cell.
+        let counted = if desc.classic {
+            &values[..desc.classic_cells()]
+        } else {
+            &values[desc.native_offset()..at]
+        };
+        let count = counted.iter().fold(0u64, |a, b| a.saturating_add(*b));
         (count, sum)
     }
 }

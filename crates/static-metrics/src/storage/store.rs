@@ -19,6 +19,9 @@ pub struct Store {
     shards: ShardedCells,
     gauges: AtomicArray,
     presence: AtomicArray,
+    /// First-touch time of each series slot, Unix nanoseconds (0: never touched); the start
+    /// timestamp (`_created`, `created_timestamp`) of counters and histograms.
+    created: AtomicArray,
     open: Box<[Option<OpenSet>]>,
 }
 
@@ -38,6 +41,7 @@ impl Store {
             shards: ShardedCells::new(schema.shard_cells),
             gauges: AtomicArray::zeroed(schema.gauge_cells),
             presence: AtomicArray::zeroed(schema.series_slots.div_ceil(64)),
+            created: AtomicArray::zeroed(schema.series_slots),
             open,
         }))
     }
@@ -78,10 +82,36 @@ impl Store {
         // Reading first keeps the common case (already present) a shared read: no write to
         // a line other cores are reading.
         if word.load(Ordering::Relaxed) & mask == 0 {
+            self.touch(bit);
             // Release: a scraper that sees the bit (acquire) also sees the open-label view
-            // published before it.
+            // published before it, and the series' first-touch time.
             word.fetch_or(mask, Ordering::Release);
         }
+    }
+
+    /// Records the first-touch time of series slot `bit`, once: racing first resolutions
+    /// agree on one time, and a series resolved again (a gauge re-added) keeps its first one.
+    #[cold]
+    fn touch(&self, bit: usize) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| {
+                u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
+            });
+        let _ = self.created.as_slice()[bit].compare_exchange(
+            0,
+            now,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// When series `index` of `family` was first resolved, in Unix nanoseconds; 0 if never.
+    pub fn created_at(&self, family: &FamilyDesc, index: u32) -> u64 {
+        if index >= family.series {
+            return 0;
+        }
+        self.created.as_slice()[(family.series_base + index) as usize].load(Ordering::Acquire)
     }
 
     /// Whether `series` exists (was resolved and not removed since).

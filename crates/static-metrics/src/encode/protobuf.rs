@@ -1,0 +1,538 @@
+//! The Prometheus protobuf exposition: varint-length-delimited `io.prometheus.client.MetricFamily`
+//! messages (prometheus/client_model `io/prometheus/client/metrics.proto`), written by hand.
+//!
+//! No generated code and no intermediate message structs: each message is written straight
+//! into the output buffer. A nested message's length is not known before its body is written,
+//! so one byte is reserved for it and, if the body turns out longer than 127 bytes, the body is
+//! moved up by the extra length bytes (a short `memmove` per message; far cheaper than
+//! computing every size twice). Label pairs come from the same label text the text encoder
+//! writes (rendered at build time or at admission), unescaped on the way.
+//!
+//! Native histograms are written with their stored schema, or with the resolution halved
+//! (adjacent buckets merged) until the populated buckets fit the family's `max_buckets`, the
+//! reduction client_golang documents for `NativeHistogramMaxBucketNumber`.
+
+use super::text::{write_labels, Divisor, Encoder};
+use crate::schema::{FamilyDesc, FamilyKind, GaugeValue, HistogramDesc, HistogramValue};
+use crate::snapshot::{HistogramValues, Snapshot};
+
+/// `MetricType` values (metrics.proto).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum MetricType {
+    /// `COUNTER`.
+    Counter = 0,
+    /// `GAUGE`.
+    Gauge = 1,
+    /// `SUMMARY`.
+    Summary = 2,
+    /// `UNTYPED`.
+    Untyped = 3,
+    /// `HISTOGRAM`.
+    Histogram = 4,
+}
+
+// Field numbers of metrics.proto.
+const FAMILY_NAME: u32 = 1;
+const FAMILY_HELP: u32 = 2;
+const FAMILY_TYPE: u32 = 3;
+const FAMILY_METRIC: u32 = 4;
+const METRIC_LABEL: u32 = 1;
+const METRIC_GAUGE: u32 = 2;
+const METRIC_COUNTER: u32 = 3;
+const METRIC_UNTYPED: u32 = 5;
+const METRIC_HISTOGRAM: u32 = 7;
+const LABEL_NAME: u32 = 1;
+const LABEL_VALUE: u32 = 2;
+const VALUE: u32 = 1; // Gauge.value, Counter.value, Untyped.value
+const COUNTER_CREATED: u32 = 3;
+const H_SAMPLE_COUNT: u32 = 1;
+const H_SAMPLE_SUM: u32 = 2;
+const H_BUCKET: u32 = 3;
+const H_SCHEMA: u32 = 5;
+const H_ZERO_THRESHOLD: u32 = 6;
+const H_ZERO_COUNT: u32 = 7;
+const H_POSITIVE_SPAN: u32 = 12;
+const H_POSITIVE_DELTA: u32 = 13;
+const H_CREATED: u32 = 15;
+const BUCKET_CUMULATIVE: u32 = 1;
+const BUCKET_UPPER: u32 = 2;
+const SPAN_OFFSET: u32 = 1;
+const SPAN_LENGTH: u32 = 2;
+const TS_SECONDS: u32 = 1;
+const TS_NANOS: u32 = 2;
+
+const VARINT: u32 = 0;
+const FIXED64: u32 = 1;
+const LEN: u32 = 2;
+
+/// A series' first-touch time (Unix nanoseconds, 0: unknown) by family and series index.
+pub(super) type CreatedAt<'a> = &'a dyn Fn(&FamilyDesc, u32) -> u64;
+
+/// The smallest native schema: resolution is never reduced below it.
+const MIN_SCHEMA: i8 = -4;
+
+#[inline]
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+#[inline]
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+#[inline]
+fn put_tag(out: &mut Vec<u8>, field: u32, wire: u32) {
+    put_varint(out, u64::from(field << 3 | wire));
+}
+
+#[inline]
+fn put_u64_field(out: &mut Vec<u8>, field: u32, v: u64) {
+    put_tag(out, field, VARINT);
+    put_varint(out, v);
+}
+
+#[inline]
+fn put_double(out: &mut Vec<u8>, field: u32, v: f64) {
+    put_tag(out, field, FIXED64);
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+#[inline]
+fn put_str(out: &mut Vec<u8>, field: u32, s: &[u8]) {
+    put_tag(out, field, LEN);
+    put_varint(out, s.len() as u64);
+    out.extend_from_slice(s);
+}
+
+#[inline]
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+/// Starts a length-delimited message: writes `field`'s tag (unless `None`, for the top-level
+/// delimited framing) and one placeholder length byte. Returns where the length goes.
+#[inline]
+fn open(out: &mut Vec<u8>, field: Option<u32>) -> usize {
+    if let Some(field) = field {
+        put_tag(out, field, LEN);
+    }
+    out.push(0);
+    out.len() - 1
+}
+
+/// Ends the message opened at `at`: writes its length, moving the body up if the length needs
+/// more than the one reserved byte.
+#[inline]
+fn close(out: &mut Vec<u8>, at: usize) {
+    let body = out.len() - at - 1;
+    let n = varint_len(body as u64);
+    if n > 1 {
+        let end = out.len();
+        out.resize(end + n - 1, 0);
+        out.copy_within(at + 1..end, at + n);
+    }
+    let mut v = body as u64;
+    for i in 0..n {
+        out[at + i] = if i + 1 < n { v as u8 | 0x80 } else { v as u8 };
+        v >>= 7;
+    }
+}
+
+/// Writes the `LabelPair`s of a label text `a="x",b="y"` (text-format escaping: `\\`, `\"`
+/// and `\n`), unescaped. Text this crate did not render is skipped from the first malformed
+/// byte on rather than misread.
+fn put_label_pairs(out: &mut Vec<u8>, text: &[u8]) {
+    let mut rest = text;
+    while !rest.is_empty() {
+        let Some(eq) = rest.iter().position(|&b| b == b'=') else {
+            return;
+        };
+        let name = &rest[..eq];
+        if rest.get(eq + 1) != Some(&b'"') {
+            return;
+        }
+        let value = &rest[eq + 2..];
+        // The closing quote: the first `"` not escaped.
+        let (mut i, mut unescaped) = (0, 0usize);
+        while i < value.len() && value[i] != b'"' {
+            i += if value[i] == b'\\' { 2 } else { 1 };
+            unescaped += 1;
+        }
+        if i >= value.len() {
+            return;
+        }
+        let raw = &value[..i];
+        let pair = open(out, Some(METRIC_LABEL));
+        put_str(out, LABEL_NAME, name);
+        put_tag(out, LABEL_VALUE, LEN);
+        put_varint(out, unescaped as u64);
+        let mut j = 0;
+        while j < raw.len() {
+            if raw[j] == b'\\' && j + 1 < raw.len() {
+                out.push(match raw[j + 1] {
+                    b'n' => b'\n',
+                    other => other,
+                });
+                j += 2;
+            } else {
+                out.push(raw[j]);
+                j += 1;
+            }
+        }
+        close(out, pair);
+        rest = &value[i + 1..];
+        if rest.first() == Some(&b',') {
+            rest = &rest[1..];
+        }
+    }
+}
+
+/// Appends one `MetricFamily` (delimited) whose metrics `metrics` writes, for exporters of
+/// their own families (a server's self metrics). Write each metric with [`write_metric`].
+pub fn write_family(
+    out: &mut Vec<u8>,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    metrics: impl FnOnce(&mut Vec<u8>),
+) {
+    let family = open(out, None);
+    put_str(out, FAMILY_NAME, name.as_bytes());
+    put_str(out, FAMILY_HELP, help.as_bytes());
+    put_u64_field(out, FAMILY_TYPE, kind as u64);
+    metrics(out);
+    close(out, family);
+}
+
+/// Appends one `Metric` of a counter, gauge or untyped family: raw (unescaped) label pairs
+/// and the value.
+pub fn write_metric(out: &mut Vec<u8>, labels: &[(&str, &str)], kind: MetricType, value: f64) {
+    let metric = open(out, Some(FAMILY_METRIC));
+    for (name, value) in labels {
+        let pair = open(out, Some(METRIC_LABEL));
+        put_str(out, LABEL_NAME, name.as_bytes());
+        put_str(out, LABEL_VALUE, value.as_bytes());
+        close(out, pair);
+    }
+    let field = match kind {
+        MetricType::Counter => METRIC_COUNTER,
+        MetricType::Gauge => METRIC_GAUGE,
+        _ => METRIC_UNTYPED,
+    };
+    let inner = open(out, Some(field));
+    put_double(out, VALUE, value);
+    close(out, inner);
+    close(out, metric);
+}
+
+/// [`write_metric`] with the labels given as escaped exposition text (`a="x",b="y"`, as a
+/// registry keeps its constant labels), unescaped on the way out.
+pub fn write_metric_label_text(out: &mut Vec<u8>, labels: &str, kind: MetricType, value: f64) {
+    let metric = open(out, Some(FAMILY_METRIC));
+    put_label_pairs(out, labels.as_bytes());
+    let field = match kind {
+        MetricType::Counter => METRIC_COUNTER,
+        MetricType::Gauge => METRIC_GAUGE,
+        _ => METRIC_UNTYPED,
+    };
+    let inner = open(out, Some(field));
+    put_double(out, VALUE, value);
+    close(out, inner);
+    close(out, metric);
+}
+
+/// A `google.protobuf.Timestamp` from nanoseconds since the Unix epoch.
+fn put_timestamp(out: &mut Vec<u8>, field: u32, unix_nanos: u64) {
+    let ts = open(out, Some(field));
+    put_u64_field(out, TS_SECONDS, unix_nanos / 1_000_000_000);
+    let nanos = unix_nanos % 1_000_000_000;
+    if nanos != 0 {
+        put_u64_field(out, TS_NANOS, nanos);
+    }
+    close(out, ts);
+}
+
+impl Encoder {
+    /// Appends every family of `snapshot` with at least one series as delimited
+    /// `MetricFamily` messages. `created` gives a series' first-touch time (Unix nanoseconds)
+    /// for counters and histograms, when start timestamps are on.
+    pub(super) fn encode_protobuf(
+        &mut self,
+        snapshot: &Snapshot,
+        const_labels: &str,
+        created: Option<CreatedAt<'_>>,
+        out: &mut Vec<u8>,
+    ) {
+        let Some(schema) = snapshot.schema() else {
+            return;
+        };
+        for (i, family) in schema.families.iter().enumerate() {
+            let Some(snap) = snapshot.family(i) else {
+                continue;
+            };
+            if snap.series.is_empty() {
+                continue;
+            }
+            let mark = out.len();
+            self.divisors.clear();
+            self.divisors
+                .extend(family.strides.iter().map(|&s| Divisor::new(s)));
+            let kind = match family.kind {
+                FamilyKind::Counter => MetricType::Counter,
+                FamilyKind::Gauge(_) => MetricType::Gauge,
+                FamilyKind::Histogram(_) => MetricType::Histogram,
+            };
+            let at = open(out, None);
+            put_str(out, FAMILY_NAME, family.name.as_bytes());
+            put_str(out, FAMILY_HELP, family.help.as_bytes());
+            put_u64_field(out, FAMILY_TYPE, kind as u64);
+            let per = family.cells_per_series as usize;
+            let mut wrote = false;
+            for (&series, values) in snap.series.iter().zip(snap.values.chunks_exact(per)) {
+                self.labels.clear();
+                if !write_labels(
+                    snapshot,
+                    family,
+                    &self.divisors,
+                    series,
+                    const_labels,
+                    &mut self.labels,
+                ) {
+                    continue;
+                }
+                wrote = true;
+                let metric = open(out, Some(FAMILY_METRIC));
+                put_label_pairs(out, &self.labels);
+                let created = created.map(|f| f(family, series)).filter(|&t| t != 0);
+                match &family.kind {
+                    FamilyKind::Counter => {
+                        let inner = open(out, Some(METRIC_COUNTER));
+                        put_double(out, VALUE, values[0] as f64);
+                        if let Some(t) = created {
+                            put_timestamp(out, COUNTER_CREATED, t);
+                        }
+                        close(out, inner);
+                    }
+                    FamilyKind::Gauge(g) => {
+                        let v = match g {
+                            GaugeValue::Integer => values[0] as i64 as f64,
+                            GaugeValue::Float => f64::from_bits(values[0]),
+                        };
+                        let inner = open(out, Some(METRIC_GAUGE));
+                        put_double(out, VALUE, v);
+                        close(out, inner);
+                    }
+                    FamilyKind::Histogram(desc) => {
+                        let inner = open(out, Some(METRIC_HISTOGRAM));
+                        write_histogram(out, desc, HistogramValues::new(desc, values), created);
+                        close(out, inner);
+                    }
+                }
+                close(out, metric);
+            }
+            if wrote {
+                close(out, at);
+            } else {
+                // Every series lost its open label while capturing: the family is absent.
+                out.truncate(mark);
+            }
+        }
+    }
+}
+
+/// The body of a `Histogram` message: count, sum, classic buckets, native buckets.
+fn write_histogram(
+    out: &mut Vec<u8>,
+    desc: &HistogramDesc,
+    h: HistogramValues<'_>,
+    created: Option<u64>,
+) {
+    // With native buckets the count is the native one, so that it equals the zero bucket
+    // plus the native buckets, which Prometheus checks; otherwise the `+Inf` bucket.
+    let count = if desc.native.is_some() {
+        h.native_count()
+    } else {
+        h.count()
+    };
+    put_u64_field(out, H_SAMPLE_COUNT, count);
+    let sum = match desc.value {
+        HistogramValue::Duration => h.sum_f64(),
+        HistogramValue::Integer => h.sum() as f64,
+    };
+    put_double(out, H_SAMPLE_SUM, sum);
+    if desc.classic {
+        // Finite bounds only: the `+Inf` bucket is optional and is the sample count.
+        let mut cumulative = 0u64;
+        for (&bound, &c) in desc.bounds.iter().zip(h.classic()) {
+            cumulative = cumulative.saturating_add(c);
+            let bucket = open(out, Some(H_BUCKET));
+            put_u64_field(out, BUCKET_CUMULATIVE, cumulative);
+            put_double(out, BUCKET_UPPER, bound as f64 / desc.scale());
+            close(out, bucket);
+        }
+    }
+    if let Some(t) = created {
+        put_timestamp(out, H_CREATED, t);
+    }
+    let Some(native) = &desc.native else {
+        return;
+    };
+    // Halve the resolution until the populated buckets fit the cap.
+    let mut reduce = 0u32;
+    if native.max_buckets > 0 {
+        while native.schema - (reduce as i8) > MIN_SCHEMA
+            && populated(h, reduce) > native.max_buckets as usize
+        {
+            reduce += 1;
+        }
+    }
+    let schema = native.schema - reduce as i8;
+    put_tag(out, H_SCHEMA, VARINT);
+    put_varint(out, zigzag(i64::from(schema)));
+    put_double(out, H_ZERO_THRESHOLD, native.zero_threshold);
+    put_u64_field(out, H_ZERO_COUNT, h.zero_count());
+    // Spans: a new span wherever a key is skipped; offsets are the gap since the last span.
+    let mut prev_end: Option<i32> = None;
+    let mut span: Option<(i32, u32)> = None;
+    let flush = |out: &mut Vec<u8>, start: i32, len: u32, prev_end: Option<i32>| {
+        let offset = match prev_end {
+            None => start,
+            Some(end) => start - end,
+        };
+        let s = open(out, Some(H_POSITIVE_SPAN));
+        put_tag(out, SPAN_OFFSET, VARINT);
+        put_varint(out, zigzag(i64::from(offset)));
+        put_u64_field(out, SPAN_LENGTH, u64::from(len));
+        close(out, s);
+    };
+    for (key, _) in merged(h, reduce) {
+        span = match span {
+            Some((start, len)) if start + len as i32 == key => Some((start, len + 1)),
+            Some((start, len)) => {
+                flush(out, start, len, prev_end);
+                prev_end = Some(start + len as i32);
+                Some((key, 1))
+            }
+            None => Some((key, 1)),
+        };
+    }
+    let Some((start, len)) = span else {
+        return;
+    };
+    flush(out, start, len, prev_end);
+    // Deltas, packed: each bucket's count minus the previous bucket's.
+    let deltas = open(out, Some(H_POSITIVE_DELTA));
+    let mut previous = 0i64;
+    for (_, count) in merged(h, reduce) {
+        let count = count.min(i64::MAX as u64) as i64;
+        put_varint(out, zigzag(count.wrapping_sub(previous)));
+        previous = count;
+    }
+    close(out, deltas);
+}
+
+/// Number of populated buckets once resolution is halved `reduce` times.
+fn populated(h: HistogramValues<'_>, reduce: u32) -> usize {
+    merged(h, reduce).count()
+}
+
+/// The populated native buckets with resolution halved `reduce` times: bucket `k` of schema
+/// `s` lies in bucket `ceil(k / 2^r)` of schema `s - r`.
+struct Merged<I: Iterator> {
+    inner: std::iter::Peekable<I>,
+    reduce: u32,
+}
+
+fn merged<'a>(
+    h: HistogramValues<'a>,
+    reduce: u32,
+) -> Merged<impl Iterator<Item = (i32, u64)> + 'a> {
+    Merged {
+        inner: h.native_buckets().peekable(),
+        reduce,
+    }
+}
+
+impl<I: Iterator<Item = (i32, u64)>> Iterator for Merged<I> {
+    type Item = (i32, u64);
+
+    fn next(&mut self) -> Option<(i32, u64)> {
+        let map = |k: i32| (k + (1 << self.reduce) - 1) >> self.reduce;
+        let (k, mut count) = self.inner.next()?;
+        let key = map(k);
+        while let Some(&(next, c)) = self.inner.peek() {
+            if map(next) != key {
+                break;
+            }
+            count = count.saturating_add(c);
+            self.inner.next();
+        }
+        Some((key, count))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_writes_canonical_lengths_for_every_size() {
+        for n in [0usize, 1, 127, 128, 300, 16_383, 16_384, 70_000] {
+            let mut out = vec![0xAA];
+            let at = open(&mut out, Some(4));
+            out.extend(std::iter::repeat_n(7u8, n));
+            close(&mut out, at);
+            let mut expected = vec![0xAA, 4 << 3 | 2];
+            put_varint(&mut expected, n as u64);
+            expected.extend(std::iter::repeat_n(7u8, n));
+            assert_eq!(out, expected, "body of {n} bytes");
+        }
+    }
+
+    #[test]
+    fn varint_len_matches_put_varint() {
+        for v in [
+            0u64,
+            1,
+            127,
+            128,
+            16_383,
+            16_384,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
+            let mut out = Vec::new();
+            put_varint(&mut out, v);
+            assert_eq!(out.len(), varint_len(v), "{v}");
+        }
+    }
+
+    #[test]
+    fn label_text_is_unescaped() {
+        let mut out = Vec::new();
+        put_label_pairs(&mut out, br#"a="x\\y\"z\n",b="""#);
+        let mut expected = Vec::new();
+        for (name, value) in [("a", "x\\y\"z\n"), ("b", "")] {
+            let at = open(&mut expected, Some(1));
+            put_str(&mut expected, 1, name.as_bytes());
+            put_str(&mut expected, 2, value.as_bytes());
+            close(&mut expected, at);
+        }
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn zigzag_matches_the_protobuf_definition() {
+        assert_eq!(zigzag(0), 0);
+        assert_eq!(zigzag(-1), 1);
+        assert_eq!(zigzag(1), 2);
+        assert_eq!(zigzag(-2), 3);
+        assert_eq!(zigzag(i64::MIN), u64::MAX);
+    }
+}
