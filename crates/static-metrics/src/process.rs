@@ -442,15 +442,15 @@ mod tests {
             start_time_seconds: Some(1.7e9),
         };
         let mut text = Vec::new();
-        encode(&stats, Format::Text, "node_id=\"n1\"", |_| true, &mut text);
+        encode(&stats, Format::Text, "instance=\"n1\"", |_| true, &mut text);
         let text = String::from_utf8(text).unwrap();
         assert!(text.starts_with(
             "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n\
              # TYPE process_cpu_seconds_total counter\n\
-             process_cpu_seconds_total{node_id=\"n1\"} 1.5\n"
+             process_cpu_seconds_total{instance=\"n1\"} 1.5\n"
         ));
-        assert!(text.contains("process_virtual_memory_bytes{node_id=\"n1\"} 1.048576e+06\n"));
-        assert!(text.contains("process_start_time_seconds{node_id=\"n1\"} 1.7e+09\n"));
+        assert!(text.contains("process_virtual_memory_bytes{instance=\"n1\"} 1.048576e+06\n"));
+        assert!(text.contains("process_start_time_seconds{instance=\"n1\"} 1.7e+09\n"));
         assert!(!text.contains("process_max_fds"));
         let mut om = Vec::new();
         encode(

@@ -186,17 +186,27 @@ impl WebConfig {
     /// Polls the file and the files it names every `interval` until `cancel`, reloading (and
     /// logging) when any of them changed. A broken new file is logged; the last good
     /// configuration stays.
-    pub async fn watch(self, interval: Duration, cancel: CancellationToken) {
+    ///
+    /// The files' state is taken when `watch` is called, not when the returned future first
+    /// runs: a change made between spawning the watcher and its first poll (a busy runtime
+    /// can delay that) is still seen.
+    pub fn watch(
+        self,
+        interval: Duration,
+        cancel: CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mut seen = self.fingerprint();
-        loop {
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                () = tokio::time::sleep(interval) => {}
-            }
-            let now = self.fingerprint();
-            if now != seen {
-                seen = now;
-                self.reload_logged("file changed");
+        async move {
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(interval) => {}
+                }
+                let now = self.fingerprint();
+                if now != seen {
+                    seen = now;
+                    self.reload_logged("file changed");
+                }
             }
         }
     }
