@@ -10,13 +10,33 @@ use std::collections::BTreeMap;
 /// Families we export that upstream does not (documented in the README's divergences).
 const OURS_ONLY: &[&str] = &["elastickv_monitoring_source_failures_total"];
 
+/// Bucket bounds compared as numbers (`le` text is Go `%g`, e.g. `1.048576e+06`).
+fn numeric<'a>(bounds: impl Iterator<Item = &'a str>) -> String {
+    bounds
+        .map(|b| {
+            let v: f64 = b.parse().unwrap_or_else(|_| panic!("bucket bound {b:?}"));
+            format!("{v}")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn upstream() -> BTreeMap<String, String> {
     let text = include_str!("parity/catalog.txt");
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .map(|l| {
-            let name = l.split(' ').next().expect("a name").to_string();
-            (name, l.to_string())
+            let fields: Vec<&str> = l.split(' ').collect();
+            assert_eq!(fields.len(), 4, "malformed catalog line {l:?}");
+            let buckets = if fields[3] == "-" {
+                "-".to_string()
+            } else {
+                numeric(fields[3].split(','))
+            };
+            (
+                fields[0].to_string(),
+                format!("{} {} {} {buckets}", fields[0], fields[1], fields[2]),
+            )
         })
         .collect()
 }
@@ -35,7 +55,7 @@ fn ours() -> BTreeMap<String, String> {
             let (kind, buckets) = match &f.kind {
                 FamilyKind::Counter => ("counter", "-".to_string()),
                 FamilyKind::Gauge(_) => ("gauge", "-".to_string()),
-                FamilyKind::Histogram(h) => ("histogram", h.le_text.join(",")),
+                FamilyKind::Histogram(h) => ("histogram", numeric(h.le_text.iter().copied())),
             };
             let labels = if labels.is_empty() {
                 "-".to_string()

@@ -100,6 +100,8 @@ pub enum Kind {
     GaugeFloat,
     /// Histogram of durations (nanoseconds in storage, seconds exported).
     HistogramDuration,
+    /// Histogram of durations (nanoseconds in storage, milliseconds exported).
+    HistogramDurationMillis,
     /// Histogram of integers.
     HistogramInteger,
 }
@@ -110,13 +112,18 @@ impl Kind {
         match self {
             Kind::Counter => "counter",
             Kind::GaugeInteger | Kind::GaugeFloat => "gauge",
-            Kind::HistogramDuration | Kind::HistogramInteger => "histogram",
+            Kind::HistogramDuration | Kind::HistogramDurationMillis | Kind::HistogramInteger => {
+                "histogram"
+            },
         }
     }
 
     /// Whether this is a histogram kind.
     pub fn is_histogram(self) -> bool {
-        matches!(self, Kind::HistogramDuration | Kind::HistogramInteger)
+        matches!(
+            self,
+            Kind::HistogramDuration | Kind::HistogramDurationMillis | Kind::HistogramInteger
+        )
     }
 }
 
@@ -850,9 +857,10 @@ fn parse_family(
         "histogram" => {
             match value_text.as_ref().map(|(v, s)| (v.as_str(), s.clone())) {
                 Some(("duration", _)) => Kind::HistogramDuration,
+                Some(("duration_ms", _)) => Kind::HistogramDurationMillis,
                 Some(("integer", _)) => Kind::HistogramInteger,
                 Some((other, vspan)) => {
-                    cx.error(vspan, format!("{what}: histogram `value` must be \"duration\" or \"integer\", not \"{other}\""));
+                    cx.error(vspan, format!("{what}: histogram `value` must be \"duration\", \"duration_ms\" or \"integer\", not \"{other}\""));
                     return None;
                 }
                 None => {
@@ -1017,6 +1025,14 @@ fn parse_buckets(
                 cx.error(item.span(), format!("{what}: bucket bound {bound} is not an integer, but this histogram observes integers"));
                 *ok = false;
                 continue;
+            }
+            Kind::HistogramDurationMillis => {
+                let nanos = bound * 1e6;
+                if nanos > 1.8e19 || (nanos - nanos.round()).abs() > 1e-6 * nanos.max(1.0) {
+                    cx.error(item.span(), format!("{what}: bucket bound {bound} ms is not a whole number of nanoseconds below 584 years"));
+                    *ok = false;
+                    continue;
+                }
             }
             Kind::HistogramDuration => {
                 let nanos = bound * 1e9;
