@@ -219,26 +219,10 @@ const CATALOG: &[(&str, &str, &[&str])] = &[
         "gauge",
         &["group"],
     ),
-    (
-        "elastickv_pebble_block_cache_size_bytes",
-        "gauge",
-        &["group"],
-    ),
-    (
-        "elastickv_pebble_block_cache_capacity_bytes",
-        "gauge",
-        &["group"],
-    ),
-    (
-        "elastickv_pebble_block_cache_hits_total",
-        "counter",
-        &["group"],
-    ),
-    (
-        "elastickv_pebble_block_cache_misses_total",
-        "counter",
-        &["group"],
-    ),
+    ("elastickv_pebble_block_cache_size_bytes", "gauge", &[]),
+    ("elastickv_pebble_block_cache_capacity_bytes", "gauge", &[]),
+    ("elastickv_pebble_block_cache_hits_total", "counter", &[]),
+    ("elastickv_pebble_block_cache_misses_total", "counter", &[]),
     ("elastickv_fsm_apply_sync_mode", "gauge", &["mode"]),
     (
         "elastickv_store_write_conflict_total",

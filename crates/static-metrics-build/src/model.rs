@@ -114,7 +114,7 @@ impl Kind {
             Kind::GaugeInteger | Kind::GaugeFloat => "gauge",
             Kind::HistogramDuration | Kind::HistogramDurationMillis | Kind::HistogramInteger => {
                 "histogram"
-            },
+            }
         }
     }
 
