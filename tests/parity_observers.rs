@@ -744,3 +744,66 @@ fn p50_block_cache_comes_from_the_first_answering_source_with_one_baseline() {
         1
     );
 }
+
+// --- Raft send and snapshot streams (dispatch source, d9a031d) ------------------------------
+
+struct Streams(Mutex<[u64; 5]>);
+
+impl elastickv_metrics::elastickv::dispatch::DispatchCounterSource for Streams {
+    fn dispatch_drop_count(&self) -> u64 {
+        0
+    }
+    fn dispatch_error_count(&self) -> u64 {
+        0
+    }
+    fn step_queue_full_count(&self) -> u64 {
+        0
+    }
+    fn send_stream_open_count(&self) -> u64 {
+        self.0.lock().unwrap()[0]
+    }
+    fn send_stream_reconnect_count(&self) -> u64 {
+        self.0.lock().unwrap()[1]
+    }
+    fn send_stream_message_count(&self) -> u64 {
+        self.0.lock().unwrap()[2]
+    }
+    fn snapshot_stream_send_count(&self) -> u64 {
+        self.0.lock().unwrap()[3]
+    }
+    fn snapshot_payload_byte_count(&self) -> u64 {
+        self.0.lock().unwrap()[4]
+    }
+}
+
+#[test]
+fn p60_stream_counters_mirror_as_per_group_deltas_and_resets_rebase() {
+    use elastickv_metrics::elastickv::dispatch::DispatchSource;
+    let r = registry();
+    let d = r.dispatch_collector();
+    let s = Arc::new(Streams(Mutex::new([2, 1, 100, 1, 1 << 20])));
+    let sources = [DispatchSource::new(7, s.clone())];
+    d.observe_once(&sources);
+    d.observe_once(&sources);
+    *s.0.lock().unwrap() = [3, 1, 150, 1, (1 << 20) + 10];
+    d.observe_once(&sources);
+    *s.0.lock().unwrap() = [1, 0, 5, 0, 0]; // engine restart: nothing subtracted
+    d.observe_once(&sources);
+    *s.0.lock().unwrap() = [2, 0, 5, 0, 0];
+    d.observe_once(&sources);
+    let e = scrape(&r);
+    let g = labels(&[("group", "7")]);
+    let want = [
+        ("elastickv_raft_send_stream_opens_total", 4.0),
+        ("elastickv_raft_send_stream_reconnects_total", 1.0),
+        ("elastickv_raft_send_stream_messages_total", 150.0),
+        ("elastickv_raft_snapshot_stream_sends_total", 1.0),
+        (
+            "elastickv_raft_snapshot_stream_payload_bytes_total",
+            (1u64 << 20) as f64 + 10.0,
+        ),
+    ];
+    for (name, v) in want {
+        assert_eq!(e.value(name, &g), Some(v), "{name}");
+    }
+}
