@@ -807,3 +807,84 @@ fn p60_stream_counters_mirror_as_per_group_deltas_and_resets_rebase() {
         assert_eq!(e.value(name, &g), Some(v), "{name}");
     }
 }
+
+// --- SQS throttling --------------------------------------------------------------------------
+
+#[test]
+fn p70_throttle_decisions_ignore_bad_input_and_clamp_tokens() {
+    let r = registry();
+    let t = r.sqs_throttle_observer();
+    t.observe_throttle_decision("orders", "send", 7.5, false);
+    t.observe_throttle_decision("orders", "receive", -3.0, true);
+    t.observe_throttle_decision("orders", "receive", f64::NAN, true);
+    t.observe_throttle_decision("", "send", 1.0, true);
+    t.observe_throttle_decision("orders", "delete", 1.0, true);
+    t.observe_throttle_decision("orders", "SEND", 1.0, true);
+    t.observe_throttle_rejection("orders", "default");
+    t.observe_throttle_rejection("", "default");
+    let e = scrape(&r);
+    let g = "elastickv_sqs_throttle_tokens_remaining";
+    let c = "elastickv_sqs_throttled_requests_total";
+    let q = |a| labels(&[("queue", "orders"), ("action", a)]);
+    assert_eq!(e.value(g, &q("send")), Some(7.5));
+    assert_eq!(e.value(g, &q("receive")), Some(0.0));
+    assert_eq!(
+        e.value(g, &q("default")),
+        None,
+        "a rejection alone makes no gauge"
+    );
+    assert_eq!(e.value(c, &q("receive")), Some(2.0));
+    assert_eq!(e.value(c, &q("default")), Some(1.0));
+    assert_eq!(e.value(c, &q("send")), None);
+    assert_eq!(e.family(c).unwrap().samples.len(), 2);
+}
+
+#[test]
+fn p71_forgotten_actions_lose_their_gauge_and_counters_survive() {
+    let r = registry();
+    let t = r.sqs_throttle_observer();
+    t.observe_throttle_decision("q", "send", 1.0, true);
+    t.observe_throttle_decision("q", "receive", 2.0, false);
+    t.observe_throttle_decision("q", "default", 3.0, false);
+    t.forget_throttle_action("q", "send");
+    t.forget_throttle_action("q", "bogus");
+    t.forget_throttle_action("never-seen", "send");
+    t.sync_throttle_actions("q", &["receive"]);
+    let e = scrape(&r);
+    let g = "elastickv_sqs_throttle_tokens_remaining";
+    let q = |a| labels(&[("queue", "q"), ("action", a)]);
+    assert_eq!(e.value(g, &q("receive")), Some(2.0));
+    assert_eq!(e.family(g).unwrap().samples.len(), 1);
+    assert_eq!(
+        e.value("elastickv_sqs_throttled_requests_total", &q("send")),
+        Some(1.0)
+    );
+    t.forget_queue("q");
+    assert!(scrape(&r).family(g).is_none());
+}
+
+#[test]
+fn p72_throttle_budgets_are_512_queues_each_with_other_and_gauge_slots_are_freed() {
+    let r = registry();
+    let t = r.sqs_throttle_observer();
+    for i in 0..600 {
+        t.observe_throttle_decision(&format!("q{i}"), "send", 1.0, true);
+    }
+    let e = scrape(&r);
+    let g = "elastickv_sqs_throttle_tokens_remaining";
+    let c = "elastickv_sqs_throttled_requests_total";
+    assert_eq!(e.family(g).unwrap().samples.len(), 513);
+    assert_eq!(e.family(c).unwrap().samples.len(), 513);
+    let other = labels(&[("queue", "_other"), ("action", "send")]);
+    assert_eq!(e.value(c, &other), Some(88.0));
+    // Free every tracked queue and all overflow ones: _other goes, and new queues get slots.
+    for i in 0..600 {
+        t.forget_queue(&format!("q{i}"));
+    }
+    assert!(scrape(&r).family(g).is_none());
+    t.observe_throttle_decision("fresh", "receive", 4.0, false);
+    let e = scrape(&r);
+    let fresh = labels(&[("queue", "fresh"), ("action", "receive")]);
+    assert_eq!(e.value(g, &fresh), Some(4.0), "a freed slot is reused");
+    assert_eq!(e.value(c, &other), Some(88.0), "counters never go away");
+}

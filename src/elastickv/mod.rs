@@ -22,6 +22,7 @@ pub mod redis;
 mod registry;
 pub mod s3;
 pub mod sqs;
+pub mod sqs_throttle;
 pub mod write_conflict;
 
 pub use poll::{

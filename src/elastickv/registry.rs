@@ -21,6 +21,7 @@ use super::raft::{RaftObserver, RaftProposalObserver};
 use super::redis::RedisObserver;
 use super::s3::S3Observer;
 use super::sqs::{SqsDepthObserver, SqsMetrics};
+use super::sqs_throttle::SqsThrottleObserver;
 use super::write_conflict::WriteConflictCollector;
 
 struct Inner {
@@ -38,6 +39,7 @@ struct Inner {
     lua_pool: OnceLock<LuaPoolCollector>,
     hlc: OnceLock<HlcCollector>,
     filesystem: OnceLock<FileSystemObserver>,
+    sqs_throttle: OnceLock<SqsThrottleObserver>,
 }
 
 /// The metric registry of one elastickv node: all 58 families of `metrics.toml`, every series
@@ -120,6 +122,7 @@ impl Registry {
                 lua_pool: OnceLock::new(),
                 hlc: OnceLock::new(),
                 filesystem: OnceLock::new(),
+                sqs_throttle: OnceLock::new(),
             }),
         }
     }
@@ -346,6 +349,17 @@ impl Registry {
         self.inner
             .filesystem
             .get_or_init(|| FileSystemObserver::new(self.inner.store))
+            .clone()
+    }
+
+    /// The SQS throttle observer (one per registry, holding the gauge budget).
+    pub fn sqs_throttle_observer(&self) -> SqsThrottleObserver {
+        if !self.inner.enabled {
+            return Default::default();
+        }
+        self.inner
+            .sqs_throttle
+            .get_or_init(|| SqsThrottleObserver::new(self.inner.store))
             .clone()
     }
 }
