@@ -281,10 +281,10 @@ fn run_end_to_end(extra_node_args: &[&str], tag: &str) {
 
     // Every family is stored, with the node's constant labels on it.
     let families = stored_names();
-    assert_eq!(families.len(), 58);
+    assert_eq!(families.len(), 97);
     let selector = format!("node_id=\"{NODE_ID}\",node_address=\"{NODE_ADDRESS}\"");
     let missing = wait_for(
-        "all 58 families to be stored",
+        "all 97 families to be stored",
         Duration::from_secs(30),
         || {
             let stored = label_values(
@@ -395,7 +395,7 @@ fn promtool_check_metrics_reports_only_the_reference_names() {
                     f.name.starts_with("elastickv_") && !f.name.starts_with("elastickv_monitoring_")
                 })
                 .count();
-            (status == 200 && count == 58).then_some(body)
+            (status == 200 && count == 97).then_some(body)
         },
     );
     let mut child = Command::new(promtool)
