@@ -52,7 +52,7 @@ impl Simulation {
         let raft: Vec<RaftRuntime> = GROUPS
             .iter()
             .map(|&group| {
-                let sim = Arc::new(RaftGroup::new(group));
+                let sim = Arc::new(RaftGroup::new(group, r.node_id()));
                 RaftRuntime {
                     group_id: group,
                     status: Some(sim.clone()),
@@ -92,7 +92,21 @@ impl Simulation {
 /// One raft group as this node sees it.
 struct RaftGroup {
     group: u64,
+    /// In a local cluster (`node_id` one of the simulated members `n1`..`n3`), this node's
+    /// member index: the raft view then follows the wall clock, so that every node of the
+    /// cluster agrees on each group's leader, term and members.
+    cluster_member: Option<usize>,
     state: Mutex<RaftGroupState>,
+}
+
+/// Seconds per simulated poll in cluster mode.
+const CLUSTER_TICK_SECS: u64 = 2;
+
+fn cluster_ticks() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() / CLUSTER_TICK_SECS)
+        .unwrap_or(0)
 }
 
 struct RaftGroupState {
@@ -103,9 +117,10 @@ struct RaftGroupState {
 }
 
 impl RaftGroup {
-    fn new(group: u64) -> RaftGroup {
+    fn new(group: u64, node_id: &str) -> RaftGroup {
         RaftGroup {
             group,
+            cluster_member: MEMBERS.iter().position(|(id, _)| *id == node_id),
             state: Mutex::new(RaftGroupState {
                 polls: 0,
                 term: 1,
@@ -128,16 +143,27 @@ impl RaftStatusReader for RaftGroup {
     fn status(&self) -> RaftStatus {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.polls += 1;
-        let leader = RaftGroup::leader_index(s.polls + self.group);
-        if leader.is_none() {
-            s.term += 1;
+        let ticks = match self.cluster_member {
+            Some(_) => cluster_ticks(),
+            None => s.polls,
+        };
+        let leader = RaftGroup::leader_index(ticks + self.group);
+        if self.cluster_member.is_some() {
+            // One election per leader epoch, the log grows with time: the same on every node.
+            s.term = 1 + (ticks + self.group) / 6;
+            s.log = 100 * self.group + ticks * 30 + s.rng.below(3);
+        } else {
+            if leader.is_none() {
+                s.term += 1;
+            }
+            s.log += 5 + s.rng.below(50);
         }
-        s.log += 5 + s.rng.below(50);
+        let me = self.cluster_member.unwrap_or(0);
         let (leader_id, leader_address) = leader.map_or((String::new(), String::new()), |i| {
             (MEMBERS[i].0.to_string(), MEMBERS[i].1.to_string())
         });
         let state = match leader {
-            Some(0) => RaftState::Leader,
+            Some(i) if i == me => RaftState::Leader,
             Some(_) => RaftState::Follower,
             None => RaftState::Candidate,
         };
@@ -153,7 +179,7 @@ impl RaftStatusReader for RaftGroup {
             fsm_pending: s.rng.below(4),
             num_peers: 2,
             last_contact: match leader {
-                Some(0) => Some(Duration::ZERO),
+                Some(i) if i == me => Some(Duration::ZERO),
                 Some(_) => Some(Duration::from_millis(s.rng.below(200))),
                 None => None,
             },
@@ -166,7 +192,10 @@ impl RaftConfigurationReader for RaftGroup {
         &self,
         _cancel: &CancellationToken,
     ) -> Result<RaftConfiguration, Box<dyn std::error::Error + Send + Sync>> {
-        let polls = self.state.lock().unwrap_or_else(|e| e.into_inner()).polls;
+        let polls = match self.cluster_member {
+            Some(_) => cluster_ticks(),
+            None => self.state.lock().unwrap_or_else(|e| e.into_inner()).polls,
+        };
         let mut servers: Vec<RaftServer> = MEMBERS
             .iter()
             .map(|(id, address)| RaftServer {
