@@ -179,9 +179,9 @@ fn group_gauge_series(name: &str, group: elastickv_metrics::manifest::schema::Sl
         "elastickv_pebble_memtable_count" => elastickv_pebble_memtable_count(group),
         "elastickv_pebble_memtable_size_bytes" => elastickv_pebble_memtable_size_bytes(group),
         "elastickv_pebble_memtable_zombie_count" => elastickv_pebble_memtable_zombie_count(group),
-        "elastickv_pebble_block_cache_size_bytes" => elastickv_pebble_block_cache_size_bytes(group),
+        "elastickv_pebble_block_cache_size_bytes" => elastickv_pebble_block_cache_size_bytes(),
         "elastickv_pebble_block_cache_capacity_bytes" => {
-            elastickv_pebble_block_cache_capacity_bytes(group)
+            elastickv_pebble_block_cache_capacity_bytes()
         }
         _ => unreachable!("{name} is not a group gauge"),
     }

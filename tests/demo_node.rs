@@ -110,10 +110,10 @@ fn manifest_family_names() -> Vec<String> {
 }
 
 #[test]
-fn demo_node_exposes_all_58_families_within_10_seconds_and_stops_on_sigterm() {
+fn demo_node_exposes_all_97_families_within_10_seconds_and_stops_on_sigterm() {
     let mut node = start(&[]);
     let wanted = manifest_family_names();
-    assert_eq!(wanted.len(), 58);
+    assert_eq!(wanted.len(), 97);
     let deadline = Instant::now() + Duration::from_secs(10);
     let missing = loop {
         let (status, head, body) = get(&node.address, "text/plain;version=0.0.4", Some(TOKEN));

@@ -91,8 +91,13 @@ fn bind(group_id: u64, label: &str, store: &Arc<Store>) -> PebbleSource {
     }
 }
 
+/// The value of `name` for `group`; the four block-cache families are node-wide since upstream
+/// `d9a031d` (the cache is shared by every group), so `group` is ignored for them.
 fn value(exp: &Exposition, name: &str, group: &str) -> Option<f64> {
     let mut labels = vec![("group", group)];
+    if name.starts_with("elastickv_pebble_block_cache_") {
+        labels.clear();
+    }
     labels.extend(NODE);
     exp.value(name, &labels)
 }

@@ -414,3 +414,40 @@ fn native_key_agrees_with_the_logarithm_away_from_boundaries() {
         }
     }
 }
+
+/// A millisecond histogram (`value = "duration_ms"`, the filesystem chunk latencies) keys its
+/// native buckets by the exported value in milliseconds, its zero threshold is in
+/// milliseconds too, and its sum is in milliseconds: the native and the classic view agree on
+/// the unit.
+#[test]
+fn millisecond_native_buckets_are_keyed_in_milliseconds() {
+    let r = registry();
+    let h = r
+        .metrics()
+        .histogram(family::elastickv_fs_chunk_read_latency_ms());
+    // 500 ns is below the 0.001 ms (1 µs) threshold; the others are 3 ms, 3 ms and 40 ms.
+    let observed_ns = [500u64, 3_000_000, 3_000_000, 40_000_000];
+    for v in observed_ns {
+        h.observe(v);
+    }
+    let families = decode(&r);
+    let f = families
+        .iter()
+        .find(|f| f.name.as_deref() == Some("elastickv_fs_chunk_read_latency_ms"))
+        .expect("the family is exposed");
+    let ph = f.metric[0].histogram.as_ref().unwrap();
+    assert!(proto::is_native(ph));
+    assert_eq!(ph.zero_threshold, Some(0.001));
+    assert_eq!(ph.zero_count, Some(1));
+    assert_eq!(ph.sample_count, Some(4));
+    assert!(
+        (ph.sample_sum.unwrap() - 46.0005).abs() < 1e-9,
+        "{:?}",
+        ph.sample_sum
+    );
+    let got: BTreeMap<i32, u64> = proto::native_buckets(ph).unwrap().into_iter().collect();
+    let expected = BTreeMap::from([(reference_key(3.0, 3), 2), (reference_key(40.0, 3), 1)]);
+    assert_eq!(got, expected);
+    // Schema 3 bucket of 3.0: 2^(12/8) ≈ 2.83 < 3 ≤ 2^(13/8) ≈ 3.08.
+    assert_eq!(reference_key(3.0, 3), 13);
+}

@@ -1,5 +1,6 @@
 //! The raft dispatch collector: mirrors the raft engine's monotonic dispatch counters (drops,
-//! errors, errors by gRPC code, step-queue-full) into our counters by positive delta.
+//! errors, errors by gRPC code, step-queue-full, send and snapshot streams) into our counters
+//! by positive delta.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -34,6 +35,27 @@ pub trait DispatchCounterSource: Send + Sync {
     fn dispatch_error_counts_by_code(&self) -> HashMap<String, u64> {
         HashMap::new()
     }
+    /// Outbound send streams opened, reconnects included (default 0, for engines without
+    /// stream transport).
+    fn send_stream_open_count(&self) -> u64 {
+        0
+    }
+    /// Send streams re-opened to a peer address streamed to before.
+    fn send_stream_reconnect_count(&self) -> u64 {
+        0
+    }
+    /// Regular raft messages accepted by the send-stream path.
+    fn send_stream_message_count(&self) -> u64 {
+        0
+    }
+    /// Snapshot streams acknowledged by peers.
+    fn snapshot_stream_send_count(&self) -> u64 {
+        0
+    }
+    /// Payload bytes of acknowledged snapshot streams.
+    fn snapshot_payload_byte_count(&self) -> u64 {
+        0
+    }
 }
 
 /// A raft group and the source of its dispatch counters.
@@ -66,7 +88,10 @@ impl fmt::Debug for DispatchSource {
 
 /// Polls raft dispatch counters and mirrors them into `elastickv_raft_dispatch_dropped_total`,
 /// `elastickv_raft_dispatch_errors_total`, `elastickv_raft_step_queue_full_total` and
-/// `elastickv_raft_dispatch_errors_by_code_total`, each labelled `group=<decimal group id>`.
+/// `elastickv_raft_dispatch_errors_by_code_total` and the five `elastickv_raft_send_stream_*` /
+/// `elastickv_raft_snapshot_stream_*` families, each labelled `group=<decimal group id>`. The
+/// eight per-group series are created at 0 on every poll a source answers (as the reference
+/// does at `d9a031d`); by-code series appear on their first positive delta.
 ///
 /// Counters advance by the positive difference against the previous poll of the same group id
 /// (the first poll adds the full values); a lower value is an engine restart and becomes the
@@ -117,6 +142,7 @@ struct Baseline {
     drops: u64,
     errors: u64,
     step_queue_full: u64,
+    streams: [u64; 5],
     by_code: HashMap<String, u64>,
 }
 
@@ -125,6 +151,8 @@ struct Reading {
     drops: u64,
     errors: u64,
     step_queue_full: u64,
+    /// Stream opens, reconnects, messages, snapshot sends, snapshot payload bytes.
+    streams: [u64; 5],
     by_code: HashMap<String, u64>,
 }
 
@@ -183,6 +211,13 @@ impl PollSources<DispatchSource> for Inner {
                 drops: source.dispatch_drop_count(),
                 errors: source.dispatch_error_count(),
                 step_queue_full: source.step_queue_full_count(),
+                streams: [
+                    source.send_stream_open_count(),
+                    source.send_stream_reconnect_count(),
+                    source.send_stream_message_count(),
+                    source.snapshot_stream_send_count(),
+                    source.snapshot_payload_byte_count(),
+                ],
                 by_code: source.dispatch_error_counts_by_code(),
             });
             let Some(reading) = reading else {
@@ -197,10 +232,11 @@ impl PollSources<DispatchSource> for Inner {
 impl Inner {
     fn record(&self, group_id: u64, baseline: &mut Baseline, reading: Reading) {
         let store = self.store;
-        // Resolved lazily so a group whose counters are all zero takes no label slot.
-        let mut group = None;
-        let mut group_slot =
-            || *group.get_or_insert_with(|| store.open(RAFT_GROUP).resolve(&group_id.to_string()));
+        // Every scalar series is created (at 0) on each answered poll, as the reference does
+        // since d9a031d, so dashboards see the group before its first event.
+        let group = store.open(RAFT_GROUP).resolve(&group_id.to_string());
+        let group_slot = || group;
+        let [opens, reconnects, messages, snapshot_sends, snapshot_bytes] = &mut baseline.streams;
         let scalars = [
             (
                 &mut baseline.drops,
@@ -217,12 +253,35 @@ impl Inner {
                 reading.step_queue_full,
                 family::elastickv_raft_step_queue_full_total,
             ),
+            (
+                opens,
+                reading.streams[0],
+                family::elastickv_raft_send_stream_opens_total,
+            ),
+            (
+                reconnects,
+                reading.streams[1],
+                family::elastickv_raft_send_stream_reconnects_total,
+            ),
+            (
+                messages,
+                reading.streams[2],
+                family::elastickv_raft_send_stream_messages_total,
+            ),
+            (
+                snapshot_sends,
+                reading.streams[3],
+                family::elastickv_raft_snapshot_stream_sends_total,
+            ),
+            (
+                snapshot_bytes,
+                reading.streams[4],
+                family::elastickv_raft_snapshot_stream_payload_bytes_total,
+            ),
         ];
         for (base, current, series) in scalars {
             let delta = delta_since(base, current);
-            if delta > 0 {
-                store.counter(series(group_slot())).inc_by(delta);
-            }
+            store.counter(series(group_slot())).inc_by(delta);
         }
         for (code, current) in &reading.by_code {
             let delta = match baseline.by_code.get_mut(code.as_str()) {

@@ -92,12 +92,15 @@ impl fmt::Debug for PebbleSource {
 }
 
 /// Polls Pebble stores and mirrors their snapshots into the twelve `elastickv_pebble_*`
-/// families, labelled `group=<the source's group_label>`.
+/// families, the eight LSM ones labelled `group=<the source's group_label>`.
 ///
-/// Gauges are overwritten with the snapshot; compactions, block-cache hits and misses advance
-/// by the positive difference against the previous snapshot of the same group id (the first
-/// poll adds the full values; a lower or negative value is a store reopen and becomes the new
-/// baseline). Nothing is ever deleted: a group that stops answering keeps its last values.
+/// Gauges are overwritten with the snapshot; compactions advance by the positive difference
+/// against the previous snapshot of the same group id (the first poll adds the full value; a
+/// lower or negative value is a store reopen and becomes the new baseline). The block cache is
+/// shared by every group of the node, so its four families carry no `group` label: the first
+/// source that answers in a poll supplies size, hits and misses (deltas against one shared
+/// baseline), and the first that offers a positive capacity supplies the capacity, as the
+/// reference does. Nothing is ever deleted: a group that stops answering keeps its last values.
 ///
 /// One collector per registry ([`Registry::pebble_collector`](crate::Registry::pebble_collector));
 /// clones share the baselines. The `Default` value is a no-op.
@@ -131,15 +134,22 @@ pub struct PebbleCollector {
 struct Inner {
     store: &'static Store,
     reader: SourceReader,
-    /// Counter baselines by group id; held for a whole poll to serialise polls.
-    baselines: Mutex<HashMap<u64, Baseline>>,
+    /// Counter baselines; held for a whole poll to serialise polls.
+    baselines: Mutex<Baselines>,
+}
+
+/// Per-group compaction baselines, and the one block-cache baseline: the cache is shared by
+/// every group of the node, so whichever source answers first in a poll speaks for it.
+#[derive(Default)]
+struct Baselines {
+    groups: HashMap<u64, Baseline>,
+    cache_hits: u64,
+    cache_misses: u64,
 }
 
 #[derive(Default)]
 struct Baseline {
     compactions: u64,
-    hits: u64,
-    misses: u64,
 }
 
 impl PebbleCollector {
@@ -148,7 +158,7 @@ impl PebbleCollector {
             inner: Some(Arc::new(Inner {
                 store,
                 reader: SourceReader::new(MonitoringCollector::Pebble, store),
-                baselines: Mutex::new(HashMap::new()),
+                baselines: Mutex::new(Baselines::default()),
             })),
         }
     }
@@ -196,6 +206,9 @@ impl PollSources<PebbleSource> for Inner {
     fn poll(&self, sources: &[PebbleSource]) {
         let store = self.store;
         let mut baselines = self.baselines.lock().unwrap_or_else(|e| e.into_inner());
+        let baselines = &mut *baselines;
+        let mut cache_seen = false;
+        let mut capacity_seen = false;
         for binding in sources {
             let Some(source) = &binding.source else {
                 continue;
@@ -231,51 +244,59 @@ impl PollSources<PebbleSource> for Inner {
                     family::elastickv_pebble_memtable_zombie_count,
                     snap.memtable_zombie_count,
                 ),
-                (
-                    family::elastickv_pebble_block_cache_size_bytes,
-                    snap.block_cache_size,
-                ),
             ];
             for (series, value) in gauges {
                 store.gauge(series(group)).set(value);
             }
 
-            // A capacity that panics loses only the capacity, not the rest of this group.
-            let reading = Arc::clone(source);
-            let capacity = self.reader.read(binding.group_id, move || {
-                reading.block_cache_capacity_bytes()
-            });
-            if let Some(Some(capacity)) = capacity {
-                if capacity > 0 {
-                    store
-                        .gauge(family::elastickv_pebble_block_cache_capacity_bytes(group))
-                        .set(capacity);
+            if !cache_seen {
+                cache_seen = true;
+                store
+                    .gauge(family::elastickv_pebble_block_cache_size_bytes())
+                    .set(snap.block_cache_size);
+                let cache = [
+                    (
+                        &mut baselines.cache_hits,
+                        snap.block_cache_hits,
+                        family::elastickv_pebble_block_cache_hits_total(),
+                    ),
+                    (
+                        &mut baselines.cache_misses,
+                        snap.block_cache_misses,
+                        family::elastickv_pebble_block_cache_misses_total(),
+                    ),
+                ];
+                for (base, current, series) in cache {
+                    let delta = delta_since(base, monotonic(current));
+                    if delta > 0 {
+                        store.counter(series).inc_by(delta);
+                    }
                 }
             }
 
-            let baseline = baselines.entry(binding.group_id).or_default();
-            let counters = [
-                (
-                    &mut baseline.compactions,
-                    snap.compact_count,
-                    family::elastickv_pebble_compact_count_total as fn(_) -> _,
-                ),
-                (
-                    &mut baseline.hits,
-                    snap.block_cache_hits,
-                    family::elastickv_pebble_block_cache_hits_total,
-                ),
-                (
-                    &mut baseline.misses,
-                    snap.block_cache_misses,
-                    family::elastickv_pebble_block_cache_misses_total,
-                ),
-            ];
-            for (base, current, series) in counters {
-                let delta = delta_since(base, monotonic(current));
-                if delta > 0 {
-                    store.counter(series(group)).inc_by(delta);
+            // The first source offering a positive capacity supplies it; one that panics loses
+            // only the capacity, not the rest of this group.
+            if !capacity_seen {
+                let reading = Arc::clone(source);
+                let capacity = self.reader.read(binding.group_id, move || {
+                    reading.block_cache_capacity_bytes()
+                });
+                if let Some(Some(capacity)) = capacity {
+                    if capacity > 0 {
+                        capacity_seen = true;
+                        store
+                            .gauge(family::elastickv_pebble_block_cache_capacity_bytes())
+                            .set(capacity);
+                    }
                 }
+            }
+
+            let baseline = baselines.groups.entry(binding.group_id).or_default();
+            let delta = delta_since(&mut baseline.compactions, monotonic(snap.compact_count));
+            if delta > 0 {
+                store
+                    .counter(family::elastickv_pebble_compact_count_total(group))
+                    .inc_by(delta);
             }
         }
     }

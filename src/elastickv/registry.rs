@@ -8,14 +8,20 @@ use crate::manifest::{family, SCHEMA};
 use crate::snapshot::Snapshot;
 use crate::storage::Store;
 
+use super::cold_start::ColdStartObserver;
 use super::dispatch::DispatchCollector;
 use super::dynamodb::DynamoDbObserver;
+use super::filesystem::FileSystemObserver;
+use super::hlc::HlcCollector;
 use super::lease::LeaseReadObserver;
 use super::lua::{LuaFastPathObserver, LuaScriptObserver};
+use super::lua_pool::LuaPoolCollector;
 use super::pebble::{self, PebbleCollector};
 use super::raft::{RaftObserver, RaftProposalObserver};
 use super::redis::RedisObserver;
+use super::s3::S3Observer;
 use super::sqs::{SqsDepthObserver, SqsMetrics};
+use super::sqs_throttle::SqsThrottleObserver;
 use super::write_conflict::WriteConflictCollector;
 
 struct Inner {
@@ -30,6 +36,10 @@ struct Inner {
     raft: OnceLock<RaftObserver>,
     sqs: OnceLock<SqsMetrics>,
     sqs_depth: OnceLock<SqsDepthObserver>,
+    lua_pool: OnceLock<LuaPoolCollector>,
+    hlc: OnceLock<HlcCollector>,
+    filesystem: OnceLock<FileSystemObserver>,
+    sqs_throttle: OnceLock<SqsThrottleObserver>,
 }
 
 /// The metric registry of one elastickv node: all 58 families of `metrics.toml`, every series
@@ -109,6 +119,10 @@ impl Registry {
                 raft: OnceLock::new(),
                 sqs: OnceLock::new(),
                 sqs_depth: OnceLock::new(),
+                lua_pool: OnceLock::new(),
+                hlc: OnceLock::new(),
+                filesystem: OnceLock::new(),
+                sqs_throttle: OnceLock::new(),
             }),
         }
     }
@@ -285,6 +299,67 @@ impl Registry {
         self.inner
             .sqs_depth
             .get_or_init(|| SqsDepthObserver::new(self.sqs_partition_observer()))
+            .clone()
+    }
+
+    /// The Lua VM pool collector (one per registry); creates its five series at 0.
+    pub fn lua_pool_collector(&self) -> LuaPoolCollector {
+        if !self.inner.enabled {
+            return Default::default();
+        }
+        self.inner
+            .lua_pool
+            .get_or_init(|| LuaPoolCollector::new(self.inner.store))
+            .clone()
+    }
+
+    /// The HLC collector (one per registry); creates its three series at 0.
+    pub fn hlc_collector(&self) -> HlcCollector {
+        if !self.inner.enabled {
+            return Default::default();
+        }
+        self.inner
+            .hlc
+            .get_or_init(|| HlcCollector::new(self.inner.store))
+            .clone()
+    }
+
+    /// The FSM cold-start observer.
+    pub fn cold_start_observer(&self) -> ColdStartObserver {
+        if !self.inner.enabled {
+            return Default::default();
+        }
+        ColdStartObserver::new(self.inner.store)
+    }
+
+    /// The S3 observer; creates its five label-less series at 0.
+    pub fn s3_observer(&self) -> S3Observer {
+        if !self.inner.enabled {
+            return Default::default();
+        }
+        S3Observer::new(self.inner.store)
+    }
+
+    /// The filesystem observer (one per registry, holding the move-job and placement state);
+    /// creates its eleven label-less series at 0.
+    pub fn filesystem_observer(&self) -> FileSystemObserver {
+        if !self.inner.enabled {
+            return Default::default();
+        }
+        self.inner
+            .filesystem
+            .get_or_init(|| FileSystemObserver::new(self.inner.store))
+            .clone()
+    }
+
+    /// The SQS throttle observer (one per registry, holding the gauge budget).
+    pub fn sqs_throttle_observer(&self) -> SqsThrottleObserver {
+        if !self.inner.enabled {
+            return Default::default();
+        }
+        self.inner
+            .sqs_throttle
+            .get_or_init(|| SqsThrottleObserver::new(self.inner.store))
             .clone()
     }
 }

@@ -9,6 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use elastickv_metrics::elastickv::dispatch::{DispatchCounterSource, DispatchSource};
+use elastickv_metrics::elastickv::filesystem::PlacementStats;
+use elastickv_metrics::elastickv::hlc::HlcSource;
+use elastickv_metrics::elastickv::lua_pool::{LuaPoolSource, LuaPoolStats};
 use elastickv_metrics::elastickv::pebble::{PebbleMetricsSource, PebbleSnapshot, PebbleSource};
 use elastickv_metrics::elastickv::raft::{
     RaftConfiguration, RaftConfigurationReader, RaftRuntime, RaftServer, RaftState, RaftStatus,
@@ -49,7 +52,7 @@ impl Simulation {
         let raft: Vec<RaftRuntime> = GROUPS
             .iter()
             .map(|&group| {
-                let sim = Arc::new(RaftGroup::new(group));
+                let sim = Arc::new(RaftGroup::new(group, r.node_id()));
                 RaftRuntime {
                     group_id: group,
                     status: Some(sim.clone()),
@@ -80,14 +83,30 @@ impl Simulation {
             .start(cancel.clone(), conflicts, interval);
 
         r.sqs_observer()
-            .start(cancel, Some(Arc::new(Queues::default())), interval);
+            .start(cancel.clone(), Some(Arc::new(Queues::default())), interval);
+
+        start_node_pollers(r, cancel, interval);
     }
 }
 
 /// One raft group as this node sees it.
 struct RaftGroup {
     group: u64,
+    /// In a local cluster (`node_id` one of the simulated members `n1`..`n3`), this node's
+    /// member index: the raft view then follows the wall clock, so that every node of the
+    /// cluster agrees on each group's leader, term and members.
+    cluster_member: Option<usize>,
     state: Mutex<RaftGroupState>,
+}
+
+/// Seconds per simulated poll in cluster mode.
+const CLUSTER_TICK_SECS: u64 = 2;
+
+fn cluster_ticks() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() / CLUSTER_TICK_SECS)
+        .unwrap_or(0)
 }
 
 struct RaftGroupState {
@@ -98,9 +117,10 @@ struct RaftGroupState {
 }
 
 impl RaftGroup {
-    fn new(group: u64) -> RaftGroup {
+    fn new(group: u64, node_id: &str) -> RaftGroup {
         RaftGroup {
             group,
+            cluster_member: MEMBERS.iter().position(|(id, _)| *id == node_id),
             state: Mutex::new(RaftGroupState {
                 polls: 0,
                 term: 1,
@@ -123,16 +143,27 @@ impl RaftStatusReader for RaftGroup {
     fn status(&self) -> RaftStatus {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.polls += 1;
-        let leader = RaftGroup::leader_index(s.polls + self.group);
-        if leader.is_none() {
-            s.term += 1;
+        let ticks = match self.cluster_member {
+            Some(_) => cluster_ticks(),
+            None => s.polls,
+        };
+        let leader = RaftGroup::leader_index(ticks + self.group);
+        if self.cluster_member.is_some() {
+            // One election per leader epoch, the log grows with time: the same on every node.
+            s.term = 1 + (ticks + self.group) / 6;
+            s.log = 100 * self.group + ticks * 30 + s.rng.below(3);
+        } else {
+            if leader.is_none() {
+                s.term += 1;
+            }
+            s.log += 5 + s.rng.below(50);
         }
-        s.log += 5 + s.rng.below(50);
+        let me = self.cluster_member.unwrap_or(0);
         let (leader_id, leader_address) = leader.map_or((String::new(), String::new()), |i| {
             (MEMBERS[i].0.to_string(), MEMBERS[i].1.to_string())
         });
         let state = match leader {
-            Some(0) => RaftState::Leader,
+            Some(i) if i == me => RaftState::Leader,
             Some(_) => RaftState::Follower,
             None => RaftState::Candidate,
         };
@@ -148,7 +179,7 @@ impl RaftStatusReader for RaftGroup {
             fsm_pending: s.rng.below(4),
             num_peers: 2,
             last_contact: match leader {
-                Some(0) => Some(Duration::ZERO),
+                Some(i) if i == me => Some(Duration::ZERO),
                 Some(_) => Some(Duration::from_millis(s.rng.below(200))),
                 None => None,
             },
@@ -161,7 +192,10 @@ impl RaftConfigurationReader for RaftGroup {
         &self,
         _cancel: &CancellationToken,
     ) -> Result<RaftConfiguration, Box<dyn std::error::Error + Send + Sync>> {
-        let polls = self.state.lock().unwrap_or_else(|e| e.into_inner()).polls;
+        let polls = match self.cluster_member {
+            Some(_) => cluster_ticks(),
+            None => self.state.lock().unwrap_or_else(|e| e.into_inner()).polls,
+        };
         let mut servers: Vec<RaftServer> = MEMBERS
             .iter()
             .map(|(id, address)| RaftServer {
@@ -226,6 +260,7 @@ struct DispatchState {
     drops: u64,
     errors: u64,
     step_queue_full: u64,
+    streams: [u64; 5],
     by_code: HashMap<String, u64>,
     rng: Rng,
 }
@@ -237,6 +272,7 @@ impl Dispatch {
                 drops: 0,
                 errors: 0,
                 step_queue_full: 0,
+                streams: [0; 5],
                 by_code: HashMap::new(),
                 rng: Rng::new(group * 17),
             }),
@@ -254,6 +290,13 @@ impl DispatchCounterSource for Dispatch {
         self.with(|s| {
             s.drops += s.rng.below(3);
             s.step_queue_full += s.rng.below(2);
+            let opened = s.rng.below(2);
+            s.streams[0] += opened;
+            s.streams[1] += opened * s.rng.below(2);
+            s.streams[2] += 20 + s.rng.below(200);
+            let snapshot = u64::from(s.rng.chance(10));
+            s.streams[3] += snapshot;
+            s.streams[4] += snapshot * (1 << 20) * (1 + s.rng.below(64));
             for code in ["Unavailable", "DeadlineExceeded", "ResourceExhausted"] {
                 let n = s.rng.below(3);
                 *s.by_code.entry(code.to_string()).or_insert(0) += n;
@@ -274,6 +317,120 @@ impl DispatchCounterSource for Dispatch {
     fn dispatch_error_counts_by_code(&self) -> HashMap<String, u64> {
         self.with(|s| s.by_code.clone())
     }
+
+    fn send_stream_open_count(&self) -> u64 {
+        self.with(|s| s.streams[0])
+    }
+
+    fn send_stream_reconnect_count(&self) -> u64 {
+        self.with(|s| s.streams[1])
+    }
+
+    fn send_stream_message_count(&self) -> u64 {
+        self.with(|s| s.streams[2])
+    }
+
+    fn snapshot_stream_send_count(&self) -> u64 {
+        self.with(|s| s.streams[3])
+    }
+
+    fn snapshot_payload_byte_count(&self) -> u64 {
+        self.with(|s| s.streams[4])
+    }
+}
+
+/// A hybrid logical clock whose ceiling is renewed a few seconds ahead of the wall clock.
+struct Clock {
+    state: Mutex<(u64, Rng)>,
+}
+
+impl HlcSource for Clock {
+    fn physical_ceiling_ms(&self) -> i64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        now + 3_000 + s.1.below(7_000) as i64
+    }
+
+    fn next_fenced_rejections(&self) -> u64 {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.0 += u64::from(s.1.chance(10));
+        s.0
+    }
+}
+
+/// The Redis Lua VM pool.
+struct Pool {
+    state: Mutex<(LuaPoolStats, Rng)>,
+}
+
+impl LuaPoolSource for Pool {
+    fn stats(&self) -> LuaPoolStats {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (stats, rng) = &mut *s;
+        stats.hits += 50 + rng.below(500);
+        stats.misses += rng.below(20);
+        stats.drops += rng.below(3);
+        stats.max_idle = 64;
+        stats.idle = rng.below(65) as i64;
+        *stats
+    }
+}
+
+/// Polls the HLC and Lua pool sources and reports filesystem placement every `interval`.
+fn start_node_pollers(registry: &Registry, cancel: CancellationToken, interval: Duration) {
+    let hlc = registry.hlc_collector();
+    let pool = registry.lua_pool_collector();
+    let fs = registry.filesystem_observer();
+    let clock: Arc<dyn HlcSource> = Arc::new(Clock {
+        state: Mutex::new((0, Rng::new(41))),
+    });
+    let lua: Arc<dyn LuaPoolSource> = Arc::new(Pool {
+        state: Mutex::new((LuaPoolStats::default(), Rng::new(43))),
+    });
+    let mut rng = Rng::new(47);
+    let mut poll = move |polls: u64| {
+        hlc.observe_once(&clock);
+        pool.observe_once(&lua);
+        // Group 3 owns files only part of the time, so its series comes and goes.
+        let mut groups = vec![(1, 1_000 + rng.below(100)), (2, 500 + rng.below(100))];
+        if polls % 4 < 2 {
+            groups.push((3, 10 + rng.below(10)));
+        }
+        let inodes: Vec<u64> = (0..rng.below(4)).map(|_| rng.below(20)).collect();
+        fs.observe_placement_stats(&PlacementStats {
+            move_inflight: rng.below(3),
+            open_handle_leases: 10 + rng.below(20),
+            orphaned_inodes: rng.below(5),
+            multi_shard_files: inodes.len() as u64,
+            multi_shard_inodes: inodes,
+            files_by_group: groups,
+        });
+    };
+    poll(0);
+    let interval = if interval.is_zero() {
+        Duration::from_secs(5)
+    } else {
+        interval
+    };
+    // A thread of its own: the sources may block (bounded by the source read timeout), and
+    // it checks for cancellation every 50 ms so the node stops promptly.
+    std::thread::spawn(move || {
+        let step = Duration::from_millis(50);
+        let mut polls = 1;
+        let mut waited = Duration::ZERO;
+        while !cancel.is_cancelled() {
+            std::thread::sleep(step);
+            waited += step;
+            if waited >= interval {
+                waited = Duration::ZERO;
+                poll(polls);
+                polls += 1;
+            }
+        }
+    });
 }
 
 /// MVCC conflicts on a few hot key classes.

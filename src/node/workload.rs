@@ -157,6 +157,7 @@ impl Worker {
                 .lease_read_observer()
                 .observe(self.rng.chance(90)),
             95..=98 => self.sqs(),
+            99 if self.rng.chance(50) => self.parity_events(),
             _ => {
                 let group = 1 + self.rng.below(3);
                 if self.rng.chance(20) {
@@ -253,6 +254,73 @@ impl Worker {
             9 => cmd.observe_fallback(FallbackReason::Truncated),
             10 => cmd.observe_fallback(FallbackReason::LargeOffset),
             _ => cmd.observe_fallback_str("some-other-reason"),
+        }
+    }
+
+    /// The subsystems upstream added at `d9a031d`: S3, filesystem and cold start.
+    fn parity_events(&mut self) {
+        let s3 = self.registry.s3_observer();
+        let stage = *self.rng.pick(&["prereserve", "perbatch"]);
+        let protocol = *self.rng.pick(&["fixed-length", "chunked"]);
+        let wait = self.latency();
+        s3.observe_put_admission_wait(stage, protocol, wait);
+        s3.observe_put_admission_inflight(self.rng.below(64 << 20) as i64);
+        if self.rng.chance(10) {
+            s3.observe_put_admission_rejection(stage, protocol);
+        }
+        let (mode, reason) = *self.rng.pick(&[
+            ("offload", "enabled"),
+            ("legacy", "flag_disabled"),
+            ("legacy", "capability_missing"),
+            ("legacy", "data_path_disabled"),
+        ]);
+        s3.observe_blob_offload_decision(mode, reason);
+        match self.rng.below(20) {
+            0 => s3.observe_chunkblob_replication_degraded(),
+            1 => s3.observe_chunkblob_sha_mismatch(),
+            2 => s3.observe_chunkblob_unrecoverable(),
+            _ => {}
+        }
+        s3.observe_chunkblob_backfill_queue_depth(self.rng.below(100) as i64);
+        let result = *self
+            .rng
+            .pick(&["fetched", "local_hit", "gone", "failed", "queue_drop"]);
+        s3.observe_chunkblob_backfill_result(result);
+
+        let throttle = self.registry.sqs_throttle_observer();
+        let queue = *self.rng.pick(&["orders", "payments", "events.fifo"]);
+        let action = *self.rng.pick(&["send", "receive", "default"]);
+        let throttled = self.rng.chance(20);
+        throttle.observe_throttle_decision(queue, action, self.rng.below(100) as f64, throttled);
+        if self.rng.chance(5) {
+            throttle.forget_throttle_action(queue, action);
+        }
+
+        let fs = self.registry.filesystem_observer();
+        let read = self.latency();
+        fs.observe_chunk_read(read);
+        let write = self.latency();
+        fs.observe_chunk_write(write);
+        if self.rng.chance(5) {
+            fs.observe_home_epoch_conflict();
+        }
+        if self.rng.chance(5) {
+            fs.observe_inode_id_collision_retry();
+        }
+        if self.rng.chance(5) {
+            fs.observe_file_pinned_hotspot("split_boundary");
+        }
+        let job = [b'j', b'0' + self.rng.below(4) as u8];
+        fs.observe_move_job(&job, self.rng.chance(50));
+
+        if self.rng.chance(2) {
+            let cold = self.registry.cold_start_observer();
+            let snap = 1_000 + self.rng.below(1_000);
+            match self.rng.below(3) {
+                0 => cold.restore_skipped(snap, snap + self.rng.below(50)),
+                1 => cold.restore_executed(snap, snap.saturating_sub(self.rng.below(500))),
+                _ => cold.restore_fallback(snap, "meta_missing"),
+            }
         }
     }
 

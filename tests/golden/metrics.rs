@@ -6,56 +6,133 @@ use ::static_metrics::schema::*;
 pub mod domain {
     use ::static_metrics::schema::DomainId;
 
+    /// Id of domain `cold_start_fallback_reason` (label `fallback_reason`).
+    pub const COLD_START_FALLBACK_REASON: DomainId = DomainId(0);
+    /// Id of domain `cold_start_outcome` (label `outcome`).
+    pub const COLD_START_OUTCOME: DomainId = DomainId(1);
     /// Id of domain `dynamodb_operation` (label `operation`).
-    pub const DYNAMODB_OPERATION: DomainId = DomainId(0);
+    pub const DYNAMODB_OPERATION: DomainId = DomainId(2);
     /// Id of domain `dynamodb_outcome` (label `outcome`).
-    pub const DYNAMODB_OUTCOME: DomainId = DomainId(1);
+    pub const DYNAMODB_OUTCOME: DomainId = DomainId(3);
     /// Id of domain `dynamodb_table` (label `table`).
-    pub const DYNAMODB_TABLE: DomainId = DomainId(2);
+    pub const DYNAMODB_TABLE: DomainId = DomainId(4);
+    /// Id of domain `fs_group` (label `group_id`).
+    pub const FS_GROUP: DomainId = DomainId(5);
+    /// Id of domain `fs_hotspot_reason` (label `reason`).
+    pub const FS_HOTSPOT_REASON: DomainId = DomainId(6);
     /// Id of domain `fsm_mode` (label `mode`).
-    pub const FSM_MODE: DomainId = DomainId(3);
+    pub const FSM_MODE: DomainId = DomainId(7);
     /// Id of domain `grpc_code` (label `code`).
-    pub const GRPC_CODE: DomainId = DomainId(4);
+    pub const GRPC_CODE: DomainId = DomainId(8);
     /// Id of domain `lease_read_outcome` (label `outcome`).
-    pub const LEASE_READ_OUTCOME: DomainId = DomainId(5);
+    pub const LEASE_READ_OUTCOME: DomainId = DomainId(9);
     /// Id of domain `lua_fastpath_cmd` (label `cmd`).
-    pub const LUA_FASTPATH_CMD: DomainId = DomainId(6);
+    pub const LUA_FASTPATH_CMD: DomainId = DomainId(10);
     /// Id of domain `lua_fastpath_outcome` (label `outcome`).
-    pub const LUA_FASTPATH_OUTCOME: DomainId = DomainId(7);
+    pub const LUA_FASTPATH_OUTCOME: DomainId = DomainId(11);
     /// Id of domain `lua_outcome` (label `outcome`).
-    pub const LUA_OUTCOME: DomainId = DomainId(8);
+    pub const LUA_OUTCOME: DomainId = DomainId(12);
     /// Id of domain `monitoring_collector` (label `collector`).
-    pub const MONITORING_COLLECTOR: DomainId = DomainId(9);
+    pub const MONITORING_COLLECTOR: DomainId = DomainId(13);
     /// Id of domain `monitoring_failure` (label `reason`).
-    pub const MONITORING_FAILURE: DomainId = DomainId(10);
+    pub const MONITORING_FAILURE: DomainId = DomainId(14);
     /// Id of domain `raft_group` (label `group`).
-    pub const RAFT_GROUP: DomainId = DomainId(11);
+    pub const RAFT_GROUP: DomainId = DomainId(15);
     /// Id of domain `raft_leader` (labels `leader_id`, `leader_address`).
-    pub const RAFT_LEADER: DomainId = DomainId(12);
+    pub const RAFT_LEADER: DomainId = DomainId(16);
     /// Id of domain `raft_member` (labels `member_id`, `member_address`).
-    pub const RAFT_MEMBER: DomainId = DomainId(13);
+    pub const RAFT_MEMBER: DomainId = DomainId(17);
     /// Id of domain `raft_state` (label `state`).
-    pub const RAFT_STATE: DomainId = DomainId(14);
+    pub const RAFT_STATE: DomainId = DomainId(18);
     /// Id of domain `raft_suffrage` (label `suffrage`).
-    pub const RAFT_SUFFRAGE: DomainId = DomainId(15);
+    pub const RAFT_SUFFRAGE: DomainId = DomainId(19);
     /// Id of domain `redis_command` (label `command`).
-    pub const REDIS_COMMAND: DomainId = DomainId(16);
+    pub const REDIS_COMMAND: DomainId = DomainId(20);
     /// Id of domain `redis_outcome` (label `outcome`).
-    pub const REDIS_OUTCOME: DomainId = DomainId(17);
+    pub const REDIS_OUTCOME: DomainId = DomainId(21);
     /// Id of domain `redis_unsupported_command` (label `command`).
-    pub const REDIS_UNSUPPORTED_COMMAND: DomainId = DomainId(18);
+    pub const REDIS_UNSUPPORTED_COMMAND: DomainId = DomainId(22);
+    /// Id of domain `s3_admission_protocol` (label `protocol`).
+    pub const S3_ADMISSION_PROTOCOL: DomainId = DomainId(23);
+    /// Id of domain `s3_admission_stage` (label `stage`).
+    pub const S3_ADMISSION_STAGE: DomainId = DomainId(24);
+    /// Id of domain `s3_backfill_result` (label `result`).
+    pub const S3_BACKFILL_RESULT: DomainId = DomainId(25);
+    /// Id of domain `s3_offload_mode` (label `mode`).
+    pub const S3_OFFLOAD_MODE: DomainId = DomainId(26);
+    /// Id of domain `s3_offload_reason` (label `reason`).
+    pub const S3_OFFLOAD_REASON: DomainId = DomainId(27);
     /// Id of domain `sqs_action` (label `action`).
-    pub const SQS_ACTION: DomainId = DomainId(19);
+    pub const SQS_ACTION: DomainId = DomainId(28);
     /// Id of domain `sqs_depth_queue` (label `queue`).
-    pub const SQS_DEPTH_QUEUE: DomainId = DomainId(20);
+    pub const SQS_DEPTH_QUEUE: DomainId = DomainId(29);
     /// Id of domain `sqs_depth_state` (label `state`).
-    pub const SQS_DEPTH_STATE: DomainId = DomainId(21);
+    pub const SQS_DEPTH_STATE: DomainId = DomainId(30);
     /// Id of domain `sqs_partition` (label `partition`).
-    pub const SQS_PARTITION: DomainId = DomainId(22);
+    pub const SQS_PARTITION: DomainId = DomainId(31);
     /// Id of domain `sqs_partition_queue` (label `queue`).
-    pub const SQS_PARTITION_QUEUE: DomainId = DomainId(23);
+    pub const SQS_PARTITION_QUEUE: DomainId = DomainId(32);
+    /// Id of domain `sqs_throttle_action` (label `action`).
+    pub const SQS_THROTTLE_ACTION: DomainId = DomainId(33);
+    /// Id of domain `sqs_throttle_counter_queue` (label `queue`).
+    pub const SQS_THROTTLE_COUNTER_QUEUE: DomainId = DomainId(34);
+    /// Id of domain `sqs_throttle_gauge_queue` (label `queue`).
+    pub const SQS_THROTTLE_GAUGE_QUEUE: DomainId = DomainId(35);
     /// Id of domain `write_conflict_key` (labels `kind`, `key_prefix`).
-    pub const WRITE_CONFLICT_KEY: DomainId = DomainId(24);
+    pub const WRITE_CONFLICT_KEY: DomainId = DomainId(36);
+
+    /// Values of label `outcome` (domain `cold_start_outcome`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    #[repr(u16)]
+    pub enum ColdStartOutcome {
+        /// "skipped"
+        Skipped = 0,
+        /// "executed"
+        Executed = 1,
+        /// "fallback"
+        Fallback = 2,
+    }
+
+    impl ColdStartOutcome {
+        /// Every value, in manifest order.
+        pub const ALL: [Self; 3] = [Self::Skipped, Self::Executed, Self::Fallback];
+        /// Number of values.
+        pub const COUNT: usize = 3;
+        /// The domain these values belong to.
+        pub const DOMAIN: DomainId = DomainId(1);
+
+        /// The exported label value.
+        pub const fn as_str(self) -> &'static str {
+            match self {
+                Self::Skipped => "skipped",
+                Self::Executed => "executed",
+                Self::Fallback => "fallback",
+            }
+        }
+
+        /// Position in the manifest (the series index contribution before the stride).
+        pub const fn index(self) -> u32 {
+            self as u32
+        }
+
+        /// The value with this exact (case-sensitive) label text.
+        #[allow(clippy::match_single_binding)]
+        #[inline]
+        pub fn from_label(s: &str) -> Option<Self> {
+            match s.len() {
+                7 => match ::static_metrics::schema::label_word(s.as_bytes()) {
+                    0x64657070696b73 => Some(Self::Skipped), // "skipped"
+                    _ => None,
+                },
+                8 => match ::static_metrics::schema::label_word(s.as_bytes()) {
+                    0x6465747563657865 => Some(Self::Executed), // "executed"
+                    0x6b6361626c6c6166 => Some(Self::Fallback), // "fallback"
+                    _ => None,
+                },
+                _ => None,
+            }
+        }
+    }
 
     /// Values of label `operation` (domain `dynamodb_operation`).
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -95,7 +172,7 @@ pub mod domain {
         /// Number of values.
         pub const COUNT: usize = 13;
         /// The domain these values belong to.
-        pub const DOMAIN: DomainId = DomainId(0);
+        pub const DOMAIN: DomainId = DomainId(2);
 
         /// The exported label value.
         pub const fn as_str(self) -> &'static str {
@@ -188,7 +265,7 @@ pub mod domain {
         /// Number of values.
         pub const COUNT: usize = 4;
         /// The domain these values belong to.
-        pub const DOMAIN: DomainId = DomainId(1);
+        pub const DOMAIN: DomainId = DomainId(3);
 
         /// The exported label value.
         pub const fn as_str(self) -> &'static str {
@@ -231,6 +308,55 @@ pub mod domain {
         }
     }
 
+    /// Values of label `reason` (domain `fs_hotspot_reason`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    #[repr(u16)]
+    pub enum FsHotspotReason {
+        /// "split_boundary"
+        SplitBoundary = 0,
+        /// "unknown"
+        Unknown = 1,
+    }
+
+    impl FsHotspotReason {
+        /// Every value, in manifest order.
+        pub const ALL: [Self; 2] = [Self::SplitBoundary, Self::Unknown];
+        /// Number of values.
+        pub const COUNT: usize = 2;
+        /// The domain these values belong to.
+        pub const DOMAIN: DomainId = DomainId(6);
+
+        /// The exported label value.
+        pub const fn as_str(self) -> &'static str {
+            match self {
+                Self::SplitBoundary => "split_boundary",
+                Self::Unknown => "unknown",
+            }
+        }
+
+        /// Position in the manifest (the series index contribution before the stride).
+        pub const fn index(self) -> u32 {
+            self as u32
+        }
+
+        /// The value with this exact (case-sensitive) label text.
+        #[allow(clippy::match_single_binding)]
+        #[inline]
+        pub fn from_label(s: &str) -> Option<Self> {
+            match s.len() {
+                7 => match ::static_metrics::schema::label_word(s.as_bytes()) {
+                    0x6e776f6e6b6e75 => Some(Self::Unknown), // "unknown"
+                    _ => None,
+                },
+                14 => match ::static_metrics::schema::label_words(s.as_bytes()) {
+                    0x797261646e756f625f74696c7073 => Some(Self::SplitBoundary), // "split_boundary"
+                    _ => None,
+                },
+                _ => None,
+            }
+        }
+    }
+
     /// Values of label `mode` (domain `fsm_mode`).
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
     #[repr(u16)]
@@ -247,7 +373,7 @@ pub mod domain {
         /// Number of values.
         pub const COUNT: usize = 2;
         /// The domain these values belong to.
-        pub const DOMAIN: DomainId = DomainId(3);
+        pub const DOMAIN: DomainId = DomainId(7);
 
         /// The exported label value.
         pub const fn as_str(self) -> &'static str {
@@ -296,7 +422,7 @@ pub mod domain {
         /// Number of values.
         pub const COUNT: usize = 2;
         /// The domain these values belong to.
-        pub const DOMAIN: DomainId = DomainId(5);
+        pub const DOMAIN: DomainId = DomainId(9);
 
         /// The exported label value.
         pub const fn as_str(self) -> &'static str {
@@ -359,7 +485,7 @@ pub mod domain {
         /// Number of values.
         pub const COUNT: usize = 9;
         /// The domain these values belong to.
-        pub const DOMAIN: DomainId = DomainId(7);
+        pub const DOMAIN: DomainId = DomainId(11);
 
         /// The exported label value.
         pub const fn as_str(self) -> &'static str {
@@ -440,7 +566,7 @@ pub mod domain {
         /// Number of values.
         pub const COUNT: usize = 2;
         /// The domain these values belong to.
-        pub const DOMAIN: DomainId = DomainId(8);
+        pub const DOMAIN: DomainId = DomainId(12);
 
         /// The exported label value.
         pub const fn as_str(self) -> &'static str {
@@ -487,15 +613,19 @@ pub mod domain {
         Raft = 3,
         /// "sqs_depth"
         SqsDepth = 4,
+        /// "lua_pool"
+        LuaPool = 5,
+        /// "hlc"
+        Hlc = 6,
     }
 
     impl MonitoringCollector {
         /// Every value, in manifest order.
-        pub const ALL: [Self; 5] = [Self::Dispatch, Self::Pebble, Self::WriteConflict, Self::Raft, Self::SqsDepth];
+        pub const ALL: [Self; 7] = [Self::Dispatch, Self::Pebble, Self::WriteConflict, Self::Raft, Self::SqsDepth, Self::LuaPool, Self::Hlc];
         /// Number of values.
-        pub const COUNT: usize = 5;
+        pub const COUNT: usize = 7;
         /// The domain these values belong to.
-        pub const DOMAIN: DomainId = DomainId(9);
+        pub const DOMAIN: DomainId = DomainId(13);
 
         /// The exported label value.
         pub const fn as_str(self) -> &'static str {
@@ -505,6 +635,8 @@ pub mod domain {
                 Self::WriteConflict => "write_conflict",
                 Self::Raft => "raft",
                 Self::SqsDepth => "sqs_depth",
+                Self::LuaPool => "lua_pool",
+                Self::Hlc => "hlc",
             }
         }
 
@@ -518,6 +650,10 @@ pub mod domain {
         #[inline]
         pub fn from_label(s: &str) -> Option<Self> {
             match s.len() {
+                3 => match ::static_metrics::schema::label_word(s.as_bytes()) {
+                    0x636c68 => Some(Self::Hlc), // "hlc"
+                    _ => None,
+                },
                 4 => match ::static_metrics::schema::label_word(s.as_bytes()) {
                     0x74666172 => Some(Self::Raft), // "raft"
                     _ => None,
@@ -528,6 +664,7 @@ pub mod domain {
                 },
                 8 => match ::static_metrics::schema::label_word(s.as_bytes()) {
                     0x6863746170736964 => Some(Self::Dispatch), // "dispatch"
+                    0x6c6f6f705f61756c => Some(Self::LuaPool), // "lua_pool"
                     _ => None,
                 },
                 9 => match ::static_metrics::schema::label_words(s.as_bytes()) {
@@ -561,7 +698,7 @@ pub mod domain {
         /// Number of values.
         pub const COUNT: usize = 3;
         /// The domain these values belong to.
-        pub const DOMAIN: DomainId = DomainId(10);
+        pub const DOMAIN: DomainId = DomainId(14);
 
         /// The exported label value.
         pub const fn as_str(self) -> &'static str {
@@ -618,7 +755,7 @@ pub mod domain {
         /// Number of values.
         pub const COUNT: usize = 5;
         /// The domain these values belong to.
-        pub const DOMAIN: DomainId = DomainId(14);
+        pub const DOMAIN: DomainId = DomainId(18);
 
         /// The exported label value.
         pub const fn as_str(self) -> &'static str {
@@ -841,7 +978,7 @@ pub mod domain {
         /// Number of values.
         pub const COUNT: usize = 83;
         /// The domain these values belong to.
-        pub const DOMAIN: DomainId = DomainId(16);
+        pub const DOMAIN: DomainId = DomainId(20);
 
         /// The exported label value.
         pub const fn as_str(self) -> &'static str {
@@ -1076,7 +1213,7 @@ pub mod domain {
         /// Number of values.
         pub const COUNT: usize = 2;
         /// The domain these values belong to.
-        pub const DOMAIN: DomainId = DomainId(17);
+        pub const DOMAIN: DomainId = DomainId(21);
 
         /// The exported label value.
         pub const fn as_str(self) -> &'static str {
@@ -1109,6 +1246,306 @@ pub mod domain {
         }
     }
 
+    /// Values of label `protocol` (domain `s3_admission_protocol`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    #[repr(u16)]
+    pub enum S3AdmissionProtocol {
+        /// "fixed-length"
+        FixedLength = 0,
+        /// "chunked"
+        Chunked = 1,
+        /// "unknown"
+        Unknown = 2,
+    }
+
+    impl S3AdmissionProtocol {
+        /// Every value, in manifest order.
+        pub const ALL: [Self; 3] = [Self::FixedLength, Self::Chunked, Self::Unknown];
+        /// Number of values.
+        pub const COUNT: usize = 3;
+        /// The domain these values belong to.
+        pub const DOMAIN: DomainId = DomainId(23);
+
+        /// The exported label value.
+        pub const fn as_str(self) -> &'static str {
+            match self {
+                Self::FixedLength => "fixed-length",
+                Self::Chunked => "chunked",
+                Self::Unknown => "unknown",
+            }
+        }
+
+        /// Position in the manifest (the series index contribution before the stride).
+        pub const fn index(self) -> u32 {
+            self as u32
+        }
+
+        /// The value with this exact (case-sensitive) label text.
+        #[allow(clippy::match_single_binding)]
+        #[inline]
+        pub fn from_label(s: &str) -> Option<Self> {
+            match s.len() {
+                7 => match ::static_metrics::schema::label_word(s.as_bytes()) {
+                    0x64656b6e756863 => Some(Self::Chunked), // "chunked"
+                    0x6e776f6e6b6e75 => Some(Self::Unknown), // "unknown"
+                    _ => None,
+                },
+                12 => match ::static_metrics::schema::label_words(s.as_bytes()) {
+                    0x6874676e656c2d6465786966 => Some(Self::FixedLength), // "fixed-length"
+                    _ => None,
+                },
+                _ => None,
+            }
+        }
+    }
+
+    /// Values of label `stage` (domain `s3_admission_stage`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    #[repr(u16)]
+    pub enum S3AdmissionStage {
+        /// "prereserve"
+        Prereserve = 0,
+        /// "perbatch"
+        Perbatch = 1,
+        /// "unknown"
+        Unknown = 2,
+    }
+
+    impl S3AdmissionStage {
+        /// Every value, in manifest order.
+        pub const ALL: [Self; 3] = [Self::Prereserve, Self::Perbatch, Self::Unknown];
+        /// Number of values.
+        pub const COUNT: usize = 3;
+        /// The domain these values belong to.
+        pub const DOMAIN: DomainId = DomainId(24);
+
+        /// The exported label value.
+        pub const fn as_str(self) -> &'static str {
+            match self {
+                Self::Prereserve => "prereserve",
+                Self::Perbatch => "perbatch",
+                Self::Unknown => "unknown",
+            }
+        }
+
+        /// Position in the manifest (the series index contribution before the stride).
+        pub const fn index(self) -> u32 {
+            self as u32
+        }
+
+        /// The value with this exact (case-sensitive) label text.
+        #[allow(clippy::match_single_binding)]
+        #[inline]
+        pub fn from_label(s: &str) -> Option<Self> {
+            match s.len() {
+                7 => match ::static_metrics::schema::label_word(s.as_bytes()) {
+                    0x6e776f6e6b6e75 => Some(Self::Unknown), // "unknown"
+                    _ => None,
+                },
+                8 => match ::static_metrics::schema::label_word(s.as_bytes()) {
+                    0x6863746162726570 => Some(Self::Perbatch), // "perbatch"
+                    _ => None,
+                },
+                10 => match ::static_metrics::schema::label_words(s.as_bytes()) {
+                    0x65767265736572657270 => Some(Self::Prereserve), // "prereserve"
+                    _ => None,
+                },
+                _ => None,
+            }
+        }
+    }
+
+    /// Values of label `result` (domain `s3_backfill_result`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    #[repr(u16)]
+    pub enum S3BackfillResult {
+        /// "fetched"
+        Fetched = 0,
+        /// "local_hit"
+        LocalHit = 1,
+        /// "gone"
+        Gone = 2,
+        /// "failed"
+        Failed = 3,
+        /// "queue_drop"
+        QueueDrop = 4,
+        /// "unknown"
+        Unknown = 5,
+    }
+
+    impl S3BackfillResult {
+        /// Every value, in manifest order.
+        pub const ALL: [Self; 6] = [Self::Fetched, Self::LocalHit, Self::Gone, Self::Failed, Self::QueueDrop, Self::Unknown];
+        /// Number of values.
+        pub const COUNT: usize = 6;
+        /// The domain these values belong to.
+        pub const DOMAIN: DomainId = DomainId(25);
+
+        /// The exported label value.
+        pub const fn as_str(self) -> &'static str {
+            match self {
+                Self::Fetched => "fetched",
+                Self::LocalHit => "local_hit",
+                Self::Gone => "gone",
+                Self::Failed => "failed",
+                Self::QueueDrop => "queue_drop",
+                Self::Unknown => "unknown",
+            }
+        }
+
+        /// Position in the manifest (the series index contribution before the stride).
+        pub const fn index(self) -> u32 {
+            self as u32
+        }
+
+        /// The value with this exact (case-sensitive) label text.
+        #[allow(clippy::match_single_binding)]
+        #[inline]
+        pub fn from_label(s: &str) -> Option<Self> {
+            match s.len() {
+                4 => match ::static_metrics::schema::label_word(s.as_bytes()) {
+                    0x656e6f67 => Some(Self::Gone), // "gone"
+                    _ => None,
+                },
+                6 => match ::static_metrics::schema::label_word(s.as_bytes()) {
+                    0x64656c696166 => Some(Self::Failed), // "failed"
+                    _ => None,
+                },
+                7 => match ::static_metrics::schema::label_word(s.as_bytes()) {
+                    0x64656863746566 => Some(Self::Fetched), // "fetched"
+                    0x6e776f6e6b6e75 => Some(Self::Unknown), // "unknown"
+                    _ => None,
+                },
+                9 => match ::static_metrics::schema::label_words(s.as_bytes()) {
+                    0x7469685f6c61636f6c => Some(Self::LocalHit), // "local_hit"
+                    _ => None,
+                },
+                10 => match ::static_metrics::schema::label_words(s.as_bytes()) {
+                    0x706f72645f6575657571 => Some(Self::QueueDrop), // "queue_drop"
+                    _ => None,
+                },
+                _ => None,
+            }
+        }
+    }
+
+    /// Values of label `mode` (domain `s3_offload_mode`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    #[repr(u16)]
+    pub enum S3OffloadMode {
+        /// "legacy"
+        Legacy = 0,
+        /// "offload"
+        Offload = 1,
+        /// "unknown"
+        Unknown = 2,
+    }
+
+    impl S3OffloadMode {
+        /// Every value, in manifest order.
+        pub const ALL: [Self; 3] = [Self::Legacy, Self::Offload, Self::Unknown];
+        /// Number of values.
+        pub const COUNT: usize = 3;
+        /// The domain these values belong to.
+        pub const DOMAIN: DomainId = DomainId(26);
+
+        /// The exported label value.
+        pub const fn as_str(self) -> &'static str {
+            match self {
+                Self::Legacy => "legacy",
+                Self::Offload => "offload",
+                Self::Unknown => "unknown",
+            }
+        }
+
+        /// Position in the manifest (the series index contribution before the stride).
+        pub const fn index(self) -> u32 {
+            self as u32
+        }
+
+        /// The value with this exact (case-sensitive) label text.
+        #[allow(clippy::match_single_binding)]
+        #[inline]
+        pub fn from_label(s: &str) -> Option<Self> {
+            match s.len() {
+                6 => match ::static_metrics::schema::label_word(s.as_bytes()) {
+                    0x79636167656c => Some(Self::Legacy), // "legacy"
+                    _ => None,
+                },
+                7 => match ::static_metrics::schema::label_word(s.as_bytes()) {
+                    0x64616f6c66666f => Some(Self::Offload), // "offload"
+                    0x6e776f6e6b6e75 => Some(Self::Unknown), // "unknown"
+                    _ => None,
+                },
+                _ => None,
+            }
+        }
+    }
+
+    /// Values of label `reason` (domain `s3_offload_reason`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    #[repr(u16)]
+    pub enum S3OffloadReason {
+        /// "flag_disabled"
+        FlagDisabled = 0,
+        /// "capability_missing"
+        CapabilityMissing = 1,
+        /// "data_path_disabled"
+        DataPathDisabled = 2,
+        /// "enabled"
+        Enabled = 3,
+        /// "unknown"
+        Unknown = 4,
+    }
+
+    impl S3OffloadReason {
+        /// Every value, in manifest order.
+        pub const ALL: [Self; 5] = [Self::FlagDisabled, Self::CapabilityMissing, Self::DataPathDisabled, Self::Enabled, Self::Unknown];
+        /// Number of values.
+        pub const COUNT: usize = 5;
+        /// The domain these values belong to.
+        pub const DOMAIN: DomainId = DomainId(27);
+
+        /// The exported label value.
+        pub const fn as_str(self) -> &'static str {
+            match self {
+                Self::FlagDisabled => "flag_disabled",
+                Self::CapabilityMissing => "capability_missing",
+                Self::DataPathDisabled => "data_path_disabled",
+                Self::Enabled => "enabled",
+                Self::Unknown => "unknown",
+            }
+        }
+
+        /// Position in the manifest (the series index contribution before the stride).
+        pub const fn index(self) -> u32 {
+            self as u32
+        }
+
+        /// The value with this exact (case-sensitive) label text.
+        #[allow(clippy::match_single_binding)]
+        #[inline]
+        pub fn from_label(s: &str) -> Option<Self> {
+            match s.len() {
+                7 => match ::static_metrics::schema::label_word(s.as_bytes()) {
+                    0x64656c62616e65 => Some(Self::Enabled), // "enabled"
+                    0x6e776f6e6b6e75 => Some(Self::Unknown), // "unknown"
+                    _ => None,
+                },
+                13 => match ::static_metrics::schema::label_words(s.as_bytes()) {
+                    0x64656c62617369645f67616c66 => Some(Self::FlagDisabled), // "flag_disabled"
+                    _ => None,
+                },
+                18 => match s {
+                    "capability_missing" => Some(Self::CapabilityMissing),
+                    "data_path_disabled" => Some(Self::DataPathDisabled),
+                    _ => None,
+                },
+                _ => None,
+            }
+        }
+    }
+
     /// Values of label `action` (domain `sqs_action`).
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
     #[repr(u16)]
@@ -1127,7 +1564,7 @@ pub mod domain {
         /// Number of values.
         pub const COUNT: usize = 3;
         /// The domain these values belong to.
-        pub const DOMAIN: DomainId = DomainId(19);
+        pub const DOMAIN: DomainId = DomainId(28);
 
         /// The exported label value.
         pub const fn as_str(self) -> &'static str {
@@ -1183,7 +1620,7 @@ pub mod domain {
         /// Number of values.
         pub const COUNT: usize = 3;
         /// The domain these values belong to.
-        pub const DOMAIN: DomainId = DomainId(21);
+        pub const DOMAIN: DomainId = DomainId(30);
 
         /// The exported label value.
         pub const fn as_str(self) -> &'static str {
@@ -1211,6 +1648,59 @@ pub mod domain {
                 },
                 11 => match ::static_metrics::schema::label_words(s.as_bytes()) {
                     0x656c62697369765f746f6e => Some(Self::NotVisible), // "not_visible"
+                    _ => None,
+                },
+                _ => None,
+            }
+        }
+    }
+
+    /// Values of label `action` (domain `sqs_throttle_action`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    #[repr(u16)]
+    pub enum SqsThrottleAction {
+        /// "send"
+        Send = 0,
+        /// "receive"
+        Receive = 1,
+        /// "default"
+        Default = 2,
+    }
+
+    impl SqsThrottleAction {
+        /// Every value, in manifest order.
+        pub const ALL: [Self; 3] = [Self::Send, Self::Receive, Self::Default];
+        /// Number of values.
+        pub const COUNT: usize = 3;
+        /// The domain these values belong to.
+        pub const DOMAIN: DomainId = DomainId(33);
+
+        /// The exported label value.
+        pub const fn as_str(self) -> &'static str {
+            match self {
+                Self::Send => "send",
+                Self::Receive => "receive",
+                Self::Default => "default",
+            }
+        }
+
+        /// Position in the manifest (the series index contribution before the stride).
+        pub const fn index(self) -> u32 {
+            self as u32
+        }
+
+        /// The value with this exact (case-sensitive) label text.
+        #[allow(clippy::match_single_binding)]
+        #[inline]
+        pub fn from_label(s: &str) -> Option<Self> {
+            match s.len() {
+                4 => match ::static_metrics::schema::label_word(s.as_bytes()) {
+                    0x646e6573 => Some(Self::Send), // "send"
+                    _ => None,
+                },
+                7 => match ::static_metrics::schema::label_word(s.as_bytes()) {
+                    0x65766965636572 => Some(Self::Receive), // "receive"
+                    0x746c7561666564 => Some(Self::Default), // "default"
                     _ => None,
                 },
                 _ => None,
@@ -1441,8 +1931,48 @@ pub mod family {
         Series { family: ELASTICKV_RAFT_DISPATCH_ERRORS_BY_CODE_TOTAL, index: group.0 * 33 + code.0 }
     }
 
+    /// Id of `elastickv_raft_send_stream_opens_total`.
+    pub const ELASTICKV_RAFT_SEND_STREAM_OPENS_TOTAL: FamilyId = FamilyId(27);
+    /// The `elastickv_raft_send_stream_opens_total` series with these labels.
+    #[inline]
+    pub const fn elastickv_raft_send_stream_opens_total(group: Slot) -> Series {
+        Series { family: ELASTICKV_RAFT_SEND_STREAM_OPENS_TOTAL, index: group.0 }
+    }
+
+    /// Id of `elastickv_raft_send_stream_reconnects_total`.
+    pub const ELASTICKV_RAFT_SEND_STREAM_RECONNECTS_TOTAL: FamilyId = FamilyId(28);
+    /// The `elastickv_raft_send_stream_reconnects_total` series with these labels.
+    #[inline]
+    pub const fn elastickv_raft_send_stream_reconnects_total(group: Slot) -> Series {
+        Series { family: ELASTICKV_RAFT_SEND_STREAM_RECONNECTS_TOTAL, index: group.0 }
+    }
+
+    /// Id of `elastickv_raft_send_stream_messages_total`.
+    pub const ELASTICKV_RAFT_SEND_STREAM_MESSAGES_TOTAL: FamilyId = FamilyId(29);
+    /// The `elastickv_raft_send_stream_messages_total` series with these labels.
+    #[inline]
+    pub const fn elastickv_raft_send_stream_messages_total(group: Slot) -> Series {
+        Series { family: ELASTICKV_RAFT_SEND_STREAM_MESSAGES_TOTAL, index: group.0 }
+    }
+
+    /// Id of `elastickv_raft_snapshot_stream_sends_total`.
+    pub const ELASTICKV_RAFT_SNAPSHOT_STREAM_SENDS_TOTAL: FamilyId = FamilyId(30);
+    /// The `elastickv_raft_snapshot_stream_sends_total` series with these labels.
+    #[inline]
+    pub const fn elastickv_raft_snapshot_stream_sends_total(group: Slot) -> Series {
+        Series { family: ELASTICKV_RAFT_SNAPSHOT_STREAM_SENDS_TOTAL, index: group.0 }
+    }
+
+    /// Id of `elastickv_raft_snapshot_stream_payload_bytes_total`.
+    pub const ELASTICKV_RAFT_SNAPSHOT_STREAM_PAYLOAD_BYTES_TOTAL: FamilyId = FamilyId(31);
+    /// The `elastickv_raft_snapshot_stream_payload_bytes_total` series with these labels.
+    #[inline]
+    pub const fn elastickv_raft_snapshot_stream_payload_bytes_total(group: Slot) -> Series {
+        Series { family: ELASTICKV_RAFT_SNAPSHOT_STREAM_PAYLOAD_BYTES_TOTAL, index: group.0 }
+    }
+
     /// Id of `elastickv_raft_local_state`.
-    pub const ELASTICKV_RAFT_LOCAL_STATE: FamilyId = FamilyId(27);
+    pub const ELASTICKV_RAFT_LOCAL_STATE: FamilyId = FamilyId(32);
     /// The `elastickv_raft_local_state` series with these labels.
     #[inline]
     pub const fn elastickv_raft_local_state(group: Slot, state: RaftState) -> Series {
@@ -1450,7 +1980,7 @@ pub mod family {
     }
 
     /// Id of `elastickv_raft_leader_identity`.
-    pub const ELASTICKV_RAFT_LEADER_IDENTITY: FamilyId = FamilyId(28);
+    pub const ELASTICKV_RAFT_LEADER_IDENTITY: FamilyId = FamilyId(33);
     /// The `elastickv_raft_leader_identity` series with these labels.
     #[inline]
     pub const fn elastickv_raft_leader_identity(group: Slot, raft_leader: Slot) -> Series {
@@ -1458,7 +1988,7 @@ pub mod family {
     }
 
     /// Id of `elastickv_raft_member_present`.
-    pub const ELASTICKV_RAFT_MEMBER_PRESENT: FamilyId = FamilyId(29);
+    pub const ELASTICKV_RAFT_MEMBER_PRESENT: FamilyId = FamilyId(34);
     /// The `elastickv_raft_member_present` series with these labels.
     #[inline]
     pub const fn elastickv_raft_member_present(group: Slot, raft_member: Slot, suffrage: Slot) -> Series {
@@ -1466,7 +1996,7 @@ pub mod family {
     }
 
     /// Id of `elastickv_raft_member_is_leader`.
-    pub const ELASTICKV_RAFT_MEMBER_IS_LEADER: FamilyId = FamilyId(30);
+    pub const ELASTICKV_RAFT_MEMBER_IS_LEADER: FamilyId = FamilyId(35);
     /// The `elastickv_raft_member_is_leader` series with these labels.
     #[inline]
     pub const fn elastickv_raft_member_is_leader(group: Slot, raft_member: Slot) -> Series {
@@ -1474,7 +2004,7 @@ pub mod family {
     }
 
     /// Id of `elastickv_raft_members`.
-    pub const ELASTICKV_RAFT_MEMBERS: FamilyId = FamilyId(31);
+    pub const ELASTICKV_RAFT_MEMBERS: FamilyId = FamilyId(36);
     /// The `elastickv_raft_members` series with these labels.
     #[inline]
     pub const fn elastickv_raft_members(group: Slot) -> Series {
@@ -1482,7 +2012,7 @@ pub mod family {
     }
 
     /// Id of `elastickv_raft_commit_index`.
-    pub const ELASTICKV_RAFT_COMMIT_INDEX: FamilyId = FamilyId(32);
+    pub const ELASTICKV_RAFT_COMMIT_INDEX: FamilyId = FamilyId(37);
     /// The `elastickv_raft_commit_index` series with these labels.
     #[inline]
     pub const fn elastickv_raft_commit_index(group: Slot) -> Series {
@@ -1490,7 +2020,7 @@ pub mod family {
     }
 
     /// Id of `elastickv_raft_applied_index`.
-    pub const ELASTICKV_RAFT_APPLIED_INDEX: FamilyId = FamilyId(33);
+    pub const ELASTICKV_RAFT_APPLIED_INDEX: FamilyId = FamilyId(38);
     /// The `elastickv_raft_applied_index` series with these labels.
     #[inline]
     pub const fn elastickv_raft_applied_index(group: Slot) -> Series {
@@ -1498,7 +2028,7 @@ pub mod family {
     }
 
     /// Id of `elastickv_raft_last_contact_seconds`.
-    pub const ELASTICKV_RAFT_LAST_CONTACT_SECONDS: FamilyId = FamilyId(34);
+    pub const ELASTICKV_RAFT_LAST_CONTACT_SECONDS: FamilyId = FamilyId(39);
     /// The `elastickv_raft_last_contact_seconds` series with these labels.
     #[inline]
     pub const fn elastickv_raft_last_contact_seconds(group: Slot) -> Series {
@@ -1506,7 +2036,7 @@ pub mod family {
     }
 
     /// Id of `elastickv_raft_term`.
-    pub const ELASTICKV_RAFT_TERM: FamilyId = FamilyId(35);
+    pub const ELASTICKV_RAFT_TERM: FamilyId = FamilyId(40);
     /// The `elastickv_raft_term` series with these labels.
     #[inline]
     pub const fn elastickv_raft_term(group: Slot) -> Series {
@@ -1514,7 +2044,7 @@ pub mod family {
     }
 
     /// Id of `elastickv_raft_last_log_index`.
-    pub const ELASTICKV_RAFT_LAST_LOG_INDEX: FamilyId = FamilyId(36);
+    pub const ELASTICKV_RAFT_LAST_LOG_INDEX: FamilyId = FamilyId(41);
     /// The `elastickv_raft_last_log_index` series with these labels.
     #[inline]
     pub const fn elastickv_raft_last_log_index(group: Slot) -> Series {
@@ -1522,7 +2052,7 @@ pub mod family {
     }
 
     /// Id of `elastickv_raft_last_snapshot_index`.
-    pub const ELASTICKV_RAFT_LAST_SNAPSHOT_INDEX: FamilyId = FamilyId(37);
+    pub const ELASTICKV_RAFT_LAST_SNAPSHOT_INDEX: FamilyId = FamilyId(42);
     /// The `elastickv_raft_last_snapshot_index` series with these labels.
     #[inline]
     pub const fn elastickv_raft_last_snapshot_index(group: Slot) -> Series {
@@ -1530,7 +2060,7 @@ pub mod family {
     }
 
     /// Id of `elastickv_raft_fsm_pending`.
-    pub const ELASTICKV_RAFT_FSM_PENDING: FamilyId = FamilyId(38);
+    pub const ELASTICKV_RAFT_FSM_PENDING: FamilyId = FamilyId(43);
     /// The `elastickv_raft_fsm_pending` series with these labels.
     #[inline]
     pub const fn elastickv_raft_fsm_pending(group: Slot) -> Series {
@@ -1538,7 +2068,7 @@ pub mod family {
     }
 
     /// Id of `elastickv_raft_num_peers`.
-    pub const ELASTICKV_RAFT_NUM_PEERS: FamilyId = FamilyId(39);
+    pub const ELASTICKV_RAFT_NUM_PEERS: FamilyId = FamilyId(44);
     /// The `elastickv_raft_num_peers` series with these labels.
     #[inline]
     pub const fn elastickv_raft_num_peers(group: Slot) -> Series {
@@ -1546,7 +2076,7 @@ pub mod family {
     }
 
     /// Id of `elastickv_raft_leader_changes_seen_total`.
-    pub const ELASTICKV_RAFT_LEADER_CHANGES_SEEN_TOTAL: FamilyId = FamilyId(40);
+    pub const ELASTICKV_RAFT_LEADER_CHANGES_SEEN_TOTAL: FamilyId = FamilyId(45);
     /// The `elastickv_raft_leader_changes_seen_total` series with these labels.
     #[inline]
     pub const fn elastickv_raft_leader_changes_seen_total(group: Slot) -> Series {
@@ -1554,7 +2084,7 @@ pub mod family {
     }
 
     /// Id of `elastickv_raft_proposals_failed_total`.
-    pub const ELASTICKV_RAFT_PROPOSALS_FAILED_TOTAL: FamilyId = FamilyId(41);
+    pub const ELASTICKV_RAFT_PROPOSALS_FAILED_TOTAL: FamilyId = FamilyId(46);
     /// The `elastickv_raft_proposals_failed_total` series with these labels.
     #[inline]
     pub const fn elastickv_raft_proposals_failed_total(group: Slot) -> Series {
@@ -1562,7 +2092,7 @@ pub mod family {
     }
 
     /// Id of `elastickv_pebble_l0_sublevels`.
-    pub const ELASTICKV_PEBBLE_L0_SUBLEVELS: FamilyId = FamilyId(42);
+    pub const ELASTICKV_PEBBLE_L0_SUBLEVELS: FamilyId = FamilyId(47);
     /// The `elastickv_pebble_l0_sublevels` series with these labels.
     #[inline]
     pub const fn elastickv_pebble_l0_sublevels(group: Slot) -> Series {
@@ -1570,7 +2100,7 @@ pub mod family {
     }
 
     /// Id of `elastickv_pebble_l0_num_files`.
-    pub const ELASTICKV_PEBBLE_L0_NUM_FILES: FamilyId = FamilyId(43);
+    pub const ELASTICKV_PEBBLE_L0_NUM_FILES: FamilyId = FamilyId(48);
     /// The `elastickv_pebble_l0_num_files` series with these labels.
     #[inline]
     pub const fn elastickv_pebble_l0_num_files(group: Slot) -> Series {
@@ -1578,7 +2108,7 @@ pub mod family {
     }
 
     /// Id of `elastickv_pebble_compact_estimated_debt_bytes`.
-    pub const ELASTICKV_PEBBLE_COMPACT_ESTIMATED_DEBT_BYTES: FamilyId = FamilyId(44);
+    pub const ELASTICKV_PEBBLE_COMPACT_ESTIMATED_DEBT_BYTES: FamilyId = FamilyId(49);
     /// The `elastickv_pebble_compact_estimated_debt_bytes` series with these labels.
     #[inline]
     pub const fn elastickv_pebble_compact_estimated_debt_bytes(group: Slot) -> Series {
@@ -1586,7 +2116,7 @@ pub mod family {
     }
 
     /// Id of `elastickv_pebble_compact_in_progress`.
-    pub const ELASTICKV_PEBBLE_COMPACT_IN_PROGRESS: FamilyId = FamilyId(45);
+    pub const ELASTICKV_PEBBLE_COMPACT_IN_PROGRESS: FamilyId = FamilyId(50);
     /// The `elastickv_pebble_compact_in_progress` series with these labels.
     #[inline]
     pub const fn elastickv_pebble_compact_in_progress(group: Slot) -> Series {
@@ -1594,7 +2124,7 @@ pub mod family {
     }
 
     /// Id of `elastickv_pebble_compact_count_total`.
-    pub const ELASTICKV_PEBBLE_COMPACT_COUNT_TOTAL: FamilyId = FamilyId(46);
+    pub const ELASTICKV_PEBBLE_COMPACT_COUNT_TOTAL: FamilyId = FamilyId(51);
     /// The `elastickv_pebble_compact_count_total` series with these labels.
     #[inline]
     pub const fn elastickv_pebble_compact_count_total(group: Slot) -> Series {
@@ -1602,7 +2132,7 @@ pub mod family {
     }
 
     /// Id of `elastickv_pebble_memtable_count`.
-    pub const ELASTICKV_PEBBLE_MEMTABLE_COUNT: FamilyId = FamilyId(47);
+    pub const ELASTICKV_PEBBLE_MEMTABLE_COUNT: FamilyId = FamilyId(52);
     /// The `elastickv_pebble_memtable_count` series with these labels.
     #[inline]
     pub const fn elastickv_pebble_memtable_count(group: Slot) -> Series {
@@ -1610,7 +2140,7 @@ pub mod family {
     }
 
     /// Id of `elastickv_pebble_memtable_size_bytes`.
-    pub const ELASTICKV_PEBBLE_MEMTABLE_SIZE_BYTES: FamilyId = FamilyId(48);
+    pub const ELASTICKV_PEBBLE_MEMTABLE_SIZE_BYTES: FamilyId = FamilyId(53);
     /// The `elastickv_pebble_memtable_size_bytes` series with these labels.
     #[inline]
     pub const fn elastickv_pebble_memtable_size_bytes(group: Slot) -> Series {
@@ -1618,7 +2148,7 @@ pub mod family {
     }
 
     /// Id of `elastickv_pebble_memtable_zombie_count`.
-    pub const ELASTICKV_PEBBLE_MEMTABLE_ZOMBIE_COUNT: FamilyId = FamilyId(49);
+    pub const ELASTICKV_PEBBLE_MEMTABLE_ZOMBIE_COUNT: FamilyId = FamilyId(54);
     /// The `elastickv_pebble_memtable_zombie_count` series with these labels.
     #[inline]
     pub const fn elastickv_pebble_memtable_zombie_count(group: Slot) -> Series {
@@ -1626,39 +2156,39 @@ pub mod family {
     }
 
     /// Id of `elastickv_pebble_block_cache_size_bytes`.
-    pub const ELASTICKV_PEBBLE_BLOCK_CACHE_SIZE_BYTES: FamilyId = FamilyId(50);
+    pub const ELASTICKV_PEBBLE_BLOCK_CACHE_SIZE_BYTES: FamilyId = FamilyId(55);
     /// The `elastickv_pebble_block_cache_size_bytes` series with these labels.
     #[inline]
-    pub const fn elastickv_pebble_block_cache_size_bytes(group: Slot) -> Series {
-        Series { family: ELASTICKV_PEBBLE_BLOCK_CACHE_SIZE_BYTES, index: group.0 }
+    pub const fn elastickv_pebble_block_cache_size_bytes() -> Series {
+        Series { family: ELASTICKV_PEBBLE_BLOCK_CACHE_SIZE_BYTES, index: 0 }
     }
 
     /// Id of `elastickv_pebble_block_cache_capacity_bytes`.
-    pub const ELASTICKV_PEBBLE_BLOCK_CACHE_CAPACITY_BYTES: FamilyId = FamilyId(51);
+    pub const ELASTICKV_PEBBLE_BLOCK_CACHE_CAPACITY_BYTES: FamilyId = FamilyId(56);
     /// The `elastickv_pebble_block_cache_capacity_bytes` series with these labels.
     #[inline]
-    pub const fn elastickv_pebble_block_cache_capacity_bytes(group: Slot) -> Series {
-        Series { family: ELASTICKV_PEBBLE_BLOCK_CACHE_CAPACITY_BYTES, index: group.0 }
+    pub const fn elastickv_pebble_block_cache_capacity_bytes() -> Series {
+        Series { family: ELASTICKV_PEBBLE_BLOCK_CACHE_CAPACITY_BYTES, index: 0 }
     }
 
     /// Id of `elastickv_pebble_block_cache_hits_total`.
-    pub const ELASTICKV_PEBBLE_BLOCK_CACHE_HITS_TOTAL: FamilyId = FamilyId(52);
+    pub const ELASTICKV_PEBBLE_BLOCK_CACHE_HITS_TOTAL: FamilyId = FamilyId(57);
     /// The `elastickv_pebble_block_cache_hits_total` series with these labels.
     #[inline]
-    pub const fn elastickv_pebble_block_cache_hits_total(group: Slot) -> Series {
-        Series { family: ELASTICKV_PEBBLE_BLOCK_CACHE_HITS_TOTAL, index: group.0 }
+    pub const fn elastickv_pebble_block_cache_hits_total() -> Series {
+        Series { family: ELASTICKV_PEBBLE_BLOCK_CACHE_HITS_TOTAL, index: 0 }
     }
 
     /// Id of `elastickv_pebble_block_cache_misses_total`.
-    pub const ELASTICKV_PEBBLE_BLOCK_CACHE_MISSES_TOTAL: FamilyId = FamilyId(53);
+    pub const ELASTICKV_PEBBLE_BLOCK_CACHE_MISSES_TOTAL: FamilyId = FamilyId(58);
     /// The `elastickv_pebble_block_cache_misses_total` series with these labels.
     #[inline]
-    pub const fn elastickv_pebble_block_cache_misses_total(group: Slot) -> Series {
-        Series { family: ELASTICKV_PEBBLE_BLOCK_CACHE_MISSES_TOTAL, index: group.0 }
+    pub const fn elastickv_pebble_block_cache_misses_total() -> Series {
+        Series { family: ELASTICKV_PEBBLE_BLOCK_CACHE_MISSES_TOTAL, index: 0 }
     }
 
     /// Id of `elastickv_fsm_apply_sync_mode`.
-    pub const ELASTICKV_FSM_APPLY_SYNC_MODE: FamilyId = FamilyId(54);
+    pub const ELASTICKV_FSM_APPLY_SYNC_MODE: FamilyId = FamilyId(59);
     /// The `elastickv_fsm_apply_sync_mode` series with these labels.
     #[inline]
     pub const fn elastickv_fsm_apply_sync_mode(mode: FsmMode) -> Series {
@@ -1666,7 +2196,7 @@ pub mod family {
     }
 
     /// Id of `elastickv_store_write_conflict_total`.
-    pub const ELASTICKV_STORE_WRITE_CONFLICT_TOTAL: FamilyId = FamilyId(55);
+    pub const ELASTICKV_STORE_WRITE_CONFLICT_TOTAL: FamilyId = FamilyId(60);
     /// The `elastickv_store_write_conflict_total` series with these labels.
     #[inline]
     pub const fn elastickv_store_write_conflict_total(group: Slot, write_conflict_key: Slot) -> Series {
@@ -1674,7 +2204,7 @@ pub mod family {
     }
 
     /// Id of `elastickv_sqs_partition_messages_total`.
-    pub const ELASTICKV_SQS_PARTITION_MESSAGES_TOTAL: FamilyId = FamilyId(56);
+    pub const ELASTICKV_SQS_PARTITION_MESSAGES_TOTAL: FamilyId = FamilyId(61);
     /// The `elastickv_sqs_partition_messages_total` series with these labels.
     #[inline]
     pub const fn elastickv_sqs_partition_messages_total(queue: Slot, partition: Slot, action: SqsAction) -> Series {
@@ -1682,15 +2212,287 @@ pub mod family {
     }
 
     /// Id of `elastickv_sqs_queue_messages`.
-    pub const ELASTICKV_SQS_QUEUE_MESSAGES: FamilyId = FamilyId(57);
+    pub const ELASTICKV_SQS_QUEUE_MESSAGES: FamilyId = FamilyId(62);
     /// The `elastickv_sqs_queue_messages` series with these labels.
     #[inline]
     pub const fn elastickv_sqs_queue_messages(queue: Slot, state: SqsDepthState) -> Series {
         Series { family: ELASTICKV_SQS_QUEUE_MESSAGES, index: queue.0 * 3 + state as u32 }
     }
 
+    /// Id of `elastickv_lua_pool_hits_total`.
+    pub const ELASTICKV_LUA_POOL_HITS_TOTAL: FamilyId = FamilyId(63);
+    /// The `elastickv_lua_pool_hits_total` series with these labels.
+    #[inline]
+    pub const fn elastickv_lua_pool_hits_total() -> Series {
+        Series { family: ELASTICKV_LUA_POOL_HITS_TOTAL, index: 0 }
+    }
+
+    /// Id of `elastickv_lua_pool_misses_total`.
+    pub const ELASTICKV_LUA_POOL_MISSES_TOTAL: FamilyId = FamilyId(64);
+    /// The `elastickv_lua_pool_misses_total` series with these labels.
+    #[inline]
+    pub const fn elastickv_lua_pool_misses_total() -> Series {
+        Series { family: ELASTICKV_LUA_POOL_MISSES_TOTAL, index: 0 }
+    }
+
+    /// Id of `elastickv_lua_pool_drops_total`.
+    pub const ELASTICKV_LUA_POOL_DROPS_TOTAL: FamilyId = FamilyId(65);
+    /// The `elastickv_lua_pool_drops_total` series with these labels.
+    #[inline]
+    pub const fn elastickv_lua_pool_drops_total() -> Series {
+        Series { family: ELASTICKV_LUA_POOL_DROPS_TOTAL, index: 0 }
+    }
+
+    /// Id of `elastickv_lua_pool_idle`.
+    pub const ELASTICKV_LUA_POOL_IDLE: FamilyId = FamilyId(66);
+    /// The `elastickv_lua_pool_idle` series with these labels.
+    #[inline]
+    pub const fn elastickv_lua_pool_idle() -> Series {
+        Series { family: ELASTICKV_LUA_POOL_IDLE, index: 0 }
+    }
+
+    /// Id of `elastickv_lua_pool_max_idle`.
+    pub const ELASTICKV_LUA_POOL_MAX_IDLE: FamilyId = FamilyId(67);
+    /// The `elastickv_lua_pool_max_idle` series with these labels.
+    #[inline]
+    pub const fn elastickv_lua_pool_max_idle() -> Series {
+        Series { family: ELASTICKV_LUA_POOL_MAX_IDLE, index: 0 }
+    }
+
+    /// Id of `elastickv_hlc_physical_ceiling_seconds`.
+    pub const ELASTICKV_HLC_PHYSICAL_CEILING_SECONDS: FamilyId = FamilyId(68);
+    /// The `elastickv_hlc_physical_ceiling_seconds` series with these labels.
+    #[inline]
+    pub const fn elastickv_hlc_physical_ceiling_seconds() -> Series {
+        Series { family: ELASTICKV_HLC_PHYSICAL_CEILING_SECONDS, index: 0 }
+    }
+
+    /// Id of `elastickv_hlc_wall_skew_seconds`.
+    pub const ELASTICKV_HLC_WALL_SKEW_SECONDS: FamilyId = FamilyId(69);
+    /// The `elastickv_hlc_wall_skew_seconds` series with these labels.
+    #[inline]
+    pub const fn elastickv_hlc_wall_skew_seconds() -> Series {
+        Series { family: ELASTICKV_HLC_WALL_SKEW_SECONDS, index: 0 }
+    }
+
+    /// Id of `elastickv_hlc_next_fenced_rejections_total`.
+    pub const ELASTICKV_HLC_NEXT_FENCED_REJECTIONS_TOTAL: FamilyId = FamilyId(70);
+    /// The `elastickv_hlc_next_fenced_rejections_total` series with these labels.
+    #[inline]
+    pub const fn elastickv_hlc_next_fenced_rejections_total() -> Series {
+        Series { family: ELASTICKV_HLC_NEXT_FENCED_REJECTIONS_TOTAL, index: 0 }
+    }
+
+    /// Id of `elastickv_fsm_cold_start_restore_total`.
+    pub const ELASTICKV_FSM_COLD_START_RESTORE_TOTAL: FamilyId = FamilyId(71);
+    /// The `elastickv_fsm_cold_start_restore_total` series with these labels.
+    #[inline]
+    pub const fn elastickv_fsm_cold_start_restore_total(outcome: ColdStartOutcome, fallback_reason: Slot) -> Series {
+        Series { family: ELASTICKV_FSM_COLD_START_RESTORE_TOTAL, index: outcome as u32 * 33 + fallback_reason.0 }
+    }
+
+    /// Id of `elastickv_fsm_cold_start_applied_index_gap`.
+    pub const ELASTICKV_FSM_COLD_START_APPLIED_INDEX_GAP: FamilyId = FamilyId(72);
+    /// The `elastickv_fsm_cold_start_applied_index_gap` series with these labels.
+    #[inline]
+    pub const fn elastickv_fsm_cold_start_applied_index_gap(outcome: ColdStartOutcome) -> Series {
+        Series { family: ELASTICKV_FSM_COLD_START_APPLIED_INDEX_GAP, index: outcome as u32 }
+    }
+
+    /// Id of `elastickv_sqs_throttled_requests_total`.
+    pub const ELASTICKV_SQS_THROTTLED_REQUESTS_TOTAL: FamilyId = FamilyId(73);
+    /// The `elastickv_sqs_throttled_requests_total` series with these labels.
+    #[inline]
+    pub const fn elastickv_sqs_throttled_requests_total(queue: Slot, action: SqsThrottleAction) -> Series {
+        Series { family: ELASTICKV_SQS_THROTTLED_REQUESTS_TOTAL, index: queue.0 * 3 + action as u32 }
+    }
+
+    /// Id of `elastickv_sqs_throttle_tokens_remaining`.
+    pub const ELASTICKV_SQS_THROTTLE_TOKENS_REMAINING: FamilyId = FamilyId(74);
+    /// The `elastickv_sqs_throttle_tokens_remaining` series with these labels.
+    #[inline]
+    pub const fn elastickv_sqs_throttle_tokens_remaining(queue: Slot, action: SqsThrottleAction) -> Series {
+        Series { family: ELASTICKV_SQS_THROTTLE_TOKENS_REMAINING, index: queue.0 * 3 + action as u32 }
+    }
+
+    /// Id of `elastickv_s3_put_admission_inflight_bytes`.
+    pub const ELASTICKV_S3_PUT_ADMISSION_INFLIGHT_BYTES: FamilyId = FamilyId(75);
+    /// The `elastickv_s3_put_admission_inflight_bytes` series with these labels.
+    #[inline]
+    pub const fn elastickv_s3_put_admission_inflight_bytes() -> Series {
+        Series { family: ELASTICKV_S3_PUT_ADMISSION_INFLIGHT_BYTES, index: 0 }
+    }
+
+    /// Id of `elastickv_s3_put_admission_rejections_total`.
+    pub const ELASTICKV_S3_PUT_ADMISSION_REJECTIONS_TOTAL: FamilyId = FamilyId(76);
+    /// The `elastickv_s3_put_admission_rejections_total` series with these labels.
+    #[inline]
+    pub const fn elastickv_s3_put_admission_rejections_total(stage: S3AdmissionStage, protocol: S3AdmissionProtocol) -> Series {
+        Series { family: ELASTICKV_S3_PUT_ADMISSION_REJECTIONS_TOTAL, index: stage as u32 * 3 + protocol as u32 }
+    }
+
+    /// Id of `elastickv_s3_put_admission_wait_seconds`.
+    pub const ELASTICKV_S3_PUT_ADMISSION_WAIT_SECONDS: FamilyId = FamilyId(77);
+    /// The `elastickv_s3_put_admission_wait_seconds` series with these labels.
+    #[inline]
+    pub const fn elastickv_s3_put_admission_wait_seconds(stage: S3AdmissionStage, protocol: S3AdmissionProtocol) -> Series {
+        Series { family: ELASTICKV_S3_PUT_ADMISSION_WAIT_SECONDS, index: stage as u32 * 3 + protocol as u32 }
+    }
+
+    /// Id of `elastickv_s3_blob_offload_write_decisions_total`.
+    pub const ELASTICKV_S3_BLOB_OFFLOAD_WRITE_DECISIONS_TOTAL: FamilyId = FamilyId(78);
+    /// The `elastickv_s3_blob_offload_write_decisions_total` series with these labels.
+    #[inline]
+    pub const fn elastickv_s3_blob_offload_write_decisions_total(mode: S3OffloadMode, reason: S3OffloadReason) -> Series {
+        Series { family: ELASTICKV_S3_BLOB_OFFLOAD_WRITE_DECISIONS_TOTAL, index: mode as u32 * 5 + reason as u32 }
+    }
+
+    /// Id of `elastickv_s3_chunkblob_replication_degraded_total`.
+    pub const ELASTICKV_S3_CHUNKBLOB_REPLICATION_DEGRADED_TOTAL: FamilyId = FamilyId(79);
+    /// The `elastickv_s3_chunkblob_replication_degraded_total` series with these labels.
+    #[inline]
+    pub const fn elastickv_s3_chunkblob_replication_degraded_total() -> Series {
+        Series { family: ELASTICKV_S3_CHUNKBLOB_REPLICATION_DEGRADED_TOTAL, index: 0 }
+    }
+
+    /// Id of `elastickv_s3_chunkblob_sha_mismatch_total`.
+    pub const ELASTICKV_S3_CHUNKBLOB_SHA_MISMATCH_TOTAL: FamilyId = FamilyId(80);
+    /// The `elastickv_s3_chunkblob_sha_mismatch_total` series with these labels.
+    #[inline]
+    pub const fn elastickv_s3_chunkblob_sha_mismatch_total() -> Series {
+        Series { family: ELASTICKV_S3_CHUNKBLOB_SHA_MISMATCH_TOTAL, index: 0 }
+    }
+
+    /// Id of `elastickv_s3_chunkblob_unrecoverable_total`.
+    pub const ELASTICKV_S3_CHUNKBLOB_UNRECOVERABLE_TOTAL: FamilyId = FamilyId(81);
+    /// The `elastickv_s3_chunkblob_unrecoverable_total` series with these labels.
+    #[inline]
+    pub const fn elastickv_s3_chunkblob_unrecoverable_total() -> Series {
+        Series { family: ELASTICKV_S3_CHUNKBLOB_UNRECOVERABLE_TOTAL, index: 0 }
+    }
+
+    /// Id of `elastickv_s3_chunkblob_backfill_queue_depth`.
+    pub const ELASTICKV_S3_CHUNKBLOB_BACKFILL_QUEUE_DEPTH: FamilyId = FamilyId(82);
+    /// The `elastickv_s3_chunkblob_backfill_queue_depth` series with these labels.
+    #[inline]
+    pub const fn elastickv_s3_chunkblob_backfill_queue_depth() -> Series {
+        Series { family: ELASTICKV_S3_CHUNKBLOB_BACKFILL_QUEUE_DEPTH, index: 0 }
+    }
+
+    /// Id of `elastickv_s3_chunkblob_backfill_results_total`.
+    pub const ELASTICKV_S3_CHUNKBLOB_BACKFILL_RESULTS_TOTAL: FamilyId = FamilyId(83);
+    /// The `elastickv_s3_chunkblob_backfill_results_total` series with these labels.
+    #[inline]
+    pub const fn elastickv_s3_chunkblob_backfill_results_total(result: S3BackfillResult) -> Series {
+        Series { family: ELASTICKV_S3_CHUNKBLOB_BACKFILL_RESULTS_TOTAL, index: result as u32 }
+    }
+
+    /// Id of `elastickv_fs_file_pinned_hotspot_total`.
+    pub const ELASTICKV_FS_FILE_PINNED_HOTSPOT_TOTAL: FamilyId = FamilyId(84);
+    /// The `elastickv_fs_file_pinned_hotspot_total` series with these labels.
+    #[inline]
+    pub const fn elastickv_fs_file_pinned_hotspot_total(reason: FsHotspotReason) -> Series {
+        Series { family: ELASTICKV_FS_FILE_PINNED_HOTSPOT_TOTAL, index: reason as u32 }
+    }
+
+    /// Id of `elastickv_fs_file_multi_shard_detected_total`.
+    pub const ELASTICKV_FS_FILE_MULTI_SHARD_DETECTED_TOTAL: FamilyId = FamilyId(85);
+    /// The `elastickv_fs_file_multi_shard_detected_total` series with these labels.
+    #[inline]
+    pub const fn elastickv_fs_file_multi_shard_detected_total() -> Series {
+        Series { family: ELASTICKV_FS_FILE_MULTI_SHARD_DETECTED_TOTAL, index: 0 }
+    }
+
+    /// Id of `elastickv_fs_file_multi_shard_current`.
+    pub const ELASTICKV_FS_FILE_MULTI_SHARD_CURRENT: FamilyId = FamilyId(86);
+    /// The `elastickv_fs_file_multi_shard_current` series with these labels.
+    #[inline]
+    pub const fn elastickv_fs_file_multi_shard_current() -> Series {
+        Series { family: ELASTICKV_FS_FILE_MULTI_SHARD_CURRENT, index: 0 }
+    }
+
+    /// Id of `elastickv_fs_file_move_inflight`.
+    pub const ELASTICKV_FS_FILE_MOVE_INFLIGHT: FamilyId = FamilyId(87);
+    /// The `elastickv_fs_file_move_inflight` series with these labels.
+    #[inline]
+    pub const fn elastickv_fs_file_move_inflight() -> Series {
+        Series { family: ELASTICKV_FS_FILE_MOVE_INFLIGHT, index: 0 }
+    }
+
+    /// Id of `elastickv_fs_chunk_read_ops_total`.
+    pub const ELASTICKV_FS_CHUNK_READ_OPS_TOTAL: FamilyId = FamilyId(88);
+    /// The `elastickv_fs_chunk_read_ops_total` series with these labels.
+    #[inline]
+    pub const fn elastickv_fs_chunk_read_ops_total() -> Series {
+        Series { family: ELASTICKV_FS_CHUNK_READ_OPS_TOTAL, index: 0 }
+    }
+
+    /// Id of `elastickv_fs_chunk_write_ops_total`.
+    pub const ELASTICKV_FS_CHUNK_WRITE_OPS_TOTAL: FamilyId = FamilyId(89);
+    /// The `elastickv_fs_chunk_write_ops_total` series with these labels.
+    #[inline]
+    pub const fn elastickv_fs_chunk_write_ops_total() -> Series {
+        Series { family: ELASTICKV_FS_CHUNK_WRITE_OPS_TOTAL, index: 0 }
+    }
+
+    /// Id of `elastickv_fs_chunk_read_latency_ms`.
+    pub const ELASTICKV_FS_CHUNK_READ_LATENCY_MS: FamilyId = FamilyId(90);
+    /// The `elastickv_fs_chunk_read_latency_ms` series with these labels.
+    #[inline]
+    pub const fn elastickv_fs_chunk_read_latency_ms() -> Series {
+        Series { family: ELASTICKV_FS_CHUNK_READ_LATENCY_MS, index: 0 }
+    }
+
+    /// Id of `elastickv_fs_chunk_write_latency_ms`.
+    pub const ELASTICKV_FS_CHUNK_WRITE_LATENCY_MS: FamilyId = FamilyId(91);
+    /// The `elastickv_fs_chunk_write_latency_ms` series with these labels.
+    #[inline]
+    pub const fn elastickv_fs_chunk_write_latency_ms() -> Series {
+        Series { family: ELASTICKV_FS_CHUNK_WRITE_LATENCY_MS, index: 0 }
+    }
+
+    /// Id of `elastickv_fs_home_epoch_conflict_total`.
+    pub const ELASTICKV_FS_HOME_EPOCH_CONFLICT_TOTAL: FamilyId = FamilyId(92);
+    /// The `elastickv_fs_home_epoch_conflict_total` series with these labels.
+    #[inline]
+    pub const fn elastickv_fs_home_epoch_conflict_total() -> Series {
+        Series { family: ELASTICKV_FS_HOME_EPOCH_CONFLICT_TOTAL, index: 0 }
+    }
+
+    /// Id of `elastickv_fs_open_handle_lease_active`.
+    pub const ELASTICKV_FS_OPEN_HANDLE_LEASE_ACTIVE: FamilyId = FamilyId(93);
+    /// The `elastickv_fs_open_handle_lease_active` series with these labels.
+    #[inline]
+    pub const fn elastickv_fs_open_handle_lease_active() -> Series {
+        Series { family: ELASTICKV_FS_OPEN_HANDLE_LEASE_ACTIVE, index: 0 }
+    }
+
+    /// Id of `elastickv_fs_orphan_inode_gc_pending`.
+    pub const ELASTICKV_FS_ORPHAN_INODE_GC_PENDING: FamilyId = FamilyId(94);
+    /// The `elastickv_fs_orphan_inode_gc_pending` series with these labels.
+    #[inline]
+    pub const fn elastickv_fs_orphan_inode_gc_pending() -> Series {
+        Series { family: ELASTICKV_FS_ORPHAN_INODE_GC_PENDING, index: 0 }
+    }
+
+    /// Id of `elastickv_fs_inode_id_collision_retry_total`.
+    pub const ELASTICKV_FS_INODE_ID_COLLISION_RETRY_TOTAL: FamilyId = FamilyId(95);
+    /// The `elastickv_fs_inode_id_collision_retry_total` series with these labels.
+    #[inline]
+    pub const fn elastickv_fs_inode_id_collision_retry_total() -> Series {
+        Series { family: ELASTICKV_FS_INODE_ID_COLLISION_RETRY_TOTAL, index: 0 }
+    }
+
+    /// Id of `elastickv_fs_files_by_group`.
+    pub const ELASTICKV_FS_FILES_BY_GROUP: FamilyId = FamilyId(96);
+    /// The `elastickv_fs_files_by_group` series with these labels.
+    #[inline]
+    pub const fn elastickv_fs_files_by_group(group_id: Slot) -> Series {
+        Series { family: ELASTICKV_FS_FILES_BY_GROUP, index: group_id.0 }
+    }
+
     /// Id of `elastickv_monitoring_source_failures_total`.
-    pub const ELASTICKV_MONITORING_SOURCE_FAILURES_TOTAL: FamilyId = FamilyId(58);
+    pub const ELASTICKV_MONITORING_SOURCE_FAILURES_TOTAL: FamilyId = FamilyId(97);
     /// The `elastickv_monitoring_source_failures_total` series with these labels.
     #[inline]
     pub const fn elastickv_monitoring_source_failures_total(collector: MonitoringCollector, reason: MonitoringFailure) -> Series {
@@ -1704,22 +2506,26 @@ pub static SCHEMA: Schema = Schema {
     const_labels: &["node_id", "node_address"],
     domains: &DOMAINS,
     families: &FAMILIES,
-    shard_cells: 314972,
-    gauge_cells: 734004,
-    series_slots: 947375,
+    shard_cells: 322399,
+    gauge_cells: 735301,
+    series_slots: 951144,
 };
 
-static DOMAINS: [DomainDesc; 25] = [
+static DOMAINS: [DomainDesc; 37] = [
+    DomainDesc { id: "cold_start_fallback_reason", labels: &["fallback_reason"], kind: DomainKind::Open { max: 32, overflow: &["_other"], overflow_fragment: "fallback_reason=\"_other\"", removable: false } },
+    DomainDesc { id: "cold_start_outcome", labels: &["outcome"], kind: DomainKind::Closed { values: &["skipped", "executed", "fallback"], fragments: &["outcome=\"skipped\"", "outcome=\"executed\"", "outcome=\"fallback\""] } },
     DomainDesc { id: "dynamodb_operation", labels: &["operation"], kind: DomainKind::Closed { values: &["BatchWriteItem", "CreateTable", "DeleteItem", "DeleteTable", "DescribeTable", "GetItem", "ListTables", "PutItem", "Query", "Scan", "TransactWriteItems", "UpdateItem", "unknown"], fragments: &["operation=\"BatchWriteItem\"", "operation=\"CreateTable\"", "operation=\"DeleteItem\"", "operation=\"DeleteTable\"", "operation=\"DescribeTable\"", "operation=\"GetItem\"", "operation=\"ListTables\"", "operation=\"PutItem\"", "operation=\"Query\"", "operation=\"Scan\"", "operation=\"TransactWriteItems\"", "operation=\"UpdateItem\"", "operation=\"unknown\""] } },
     DomainDesc { id: "dynamodb_outcome", labels: &["outcome"], kind: DomainKind::Closed { values: &["success", "user_error", "system_error", "conditional_check_failed"], fragments: &["outcome=\"success\"", "outcome=\"user_error\"", "outcome=\"system_error\"", "outcome=\"conditional_check_failed\""] } },
     DomainDesc { id: "dynamodb_table", labels: &["table"], kind: DomainKind::Open { max: 512, overflow: &["_other"], overflow_fragment: "table=\"_other\"", removable: false } },
+    DomainDesc { id: "fs_group", labels: &["group_id"], kind: DomainKind::Open { max: 256, overflow: &["_other"], overflow_fragment: "group_id=\"_other\"", removable: true } },
+    DomainDesc { id: "fs_hotspot_reason", labels: &["reason"], kind: DomainKind::Closed { values: &["split_boundary", "unknown"], fragments: &["reason=\"split_boundary\"", "reason=\"unknown\""] } },
     DomainDesc { id: "fsm_mode", labels: &["mode"], kind: DomainKind::Closed { values: &["sync", "nosync"], fragments: &["mode=\"sync\"", "mode=\"nosync\""] } },
     DomainDesc { id: "grpc_code", labels: &["code"], kind: DomainKind::Open { max: 32, overflow: &["_other"], overflow_fragment: "code=\"_other\"", removable: false } },
     DomainDesc { id: "lease_read_outcome", labels: &["outcome"], kind: DomainKind::Closed { values: &["hit", "miss"], fragments: &["outcome=\"hit\"", "outcome=\"miss\""] } },
     DomainDesc { id: "lua_fastpath_cmd", labels: &["cmd"], kind: DomainKind::Open { max: 256, overflow: &["_other"], overflow_fragment: "cmd=\"_other\"", removable: false } },
     DomainDesc { id: "lua_fastpath_outcome", labels: &["outcome"], kind: DomainKind::Closed { values: &["hit", "skip_loaded", "skip_cached_type", "fallback_ineligible", "fallback_missing_key", "fallback_wrong_type", "fallback_truncated", "fallback_large_offset", "fallback_other"], fragments: &["outcome=\"hit\"", "outcome=\"skip_loaded\"", "outcome=\"skip_cached_type\"", "outcome=\"fallback_ineligible\"", "outcome=\"fallback_missing_key\"", "outcome=\"fallback_wrong_type\"", "outcome=\"fallback_truncated\"", "outcome=\"fallback_large_offset\"", "outcome=\"fallback_other\""] } },
     DomainDesc { id: "lua_outcome", labels: &["outcome"], kind: DomainKind::Closed { values: &["success", "error"], fragments: &["outcome=\"success\"", "outcome=\"error\""] } },
-    DomainDesc { id: "monitoring_collector", labels: &["collector"], kind: DomainKind::Closed { values: &["dispatch", "pebble", "write_conflict", "raft", "sqs_depth"], fragments: &["collector=\"dispatch\"", "collector=\"pebble\"", "collector=\"write_conflict\"", "collector=\"raft\"", "collector=\"sqs_depth\""] } },
+    DomainDesc { id: "monitoring_collector", labels: &["collector"], kind: DomainKind::Closed { values: &["dispatch", "pebble", "write_conflict", "raft", "sqs_depth", "lua_pool", "hlc"], fragments: &["collector=\"dispatch\"", "collector=\"pebble\"", "collector=\"write_conflict\"", "collector=\"raft\"", "collector=\"sqs_depth\"", "collector=\"lua_pool\"", "collector=\"hlc\""] } },
     DomainDesc { id: "monitoring_failure", labels: &["reason"], kind: DomainKind::Closed { values: &["panic", "timeout", "stuck"], fragments: &["reason=\"panic\"", "reason=\"timeout\"", "reason=\"stuck\""] } },
     DomainDesc { id: "raft_group", labels: &["group"], kind: DomainKind::Open { max: 256, overflow: &["_other"], overflow_fragment: "group=\"_other\"", removable: false } },
     DomainDesc { id: "raft_leader", labels: &["leader_id", "leader_address"], kind: DomainKind::Open { max: 256, overflow: &["_other", "_other"], overflow_fragment: "leader_id=\"_other\",leader_address=\"_other\"", removable: true } },
@@ -1729,11 +2535,19 @@ static DOMAINS: [DomainDesc; 25] = [
     DomainDesc { id: "redis_command", labels: &["command"], kind: DomainKind::Closed { values: &["BZPOPMIN", "CLIENT", "COMMAND", "DBSIZE", "DEL", "DISCARD", "EVAL", "EVALSHA", "EXEC", "EXISTS", "EXPIRE", "FLUSHALL", "FLUSHDB", "GET", "GETDEL", "HDEL", "HELLO", "HEXISTS", "HGET", "HGETALL", "HINCRBY", "HLEN", "HMGET", "HMSET", "HSET", "INCR", "INFO", "KEYS", "LINDEX", "LLEN", "LPOP", "LPOS", "LPUSH", "LRANGE", "LREM", "LSET", "LTRIM", "MULTI", "PEXPIRE", "PFADD", "PFCOUNT", "PING", "PTTL", "PUBLISH", "PUBSUB", "QUIT", "RENAME", "RPOP", "RPOPLPUSH", "RPUSH", "SADD", "SCAN", "SCARD", "SELECT", "SET", "SETEX", "SETNX", "SISMEMBER", "SMEMBERS", "SREM", "SUBSCRIBE", "TTL", "TYPE", "XADD", "XLEN", "XRANGE", "XREAD", "XREVRANGE", "XTRIM", "ZADD", "ZCARD", "ZCOUNT", "ZINCRBY", "ZPOPMIN", "ZRANGE", "ZRANGEBYSCORE", "ZREM", "ZREMRANGEBYRANK", "ZREMRANGEBYSCORE", "ZREVRANGE", "ZREVRANGEBYSCORE", "ZSCORE", "unknown"], fragments: &["command=\"BZPOPMIN\"", "command=\"CLIENT\"", "command=\"COMMAND\"", "command=\"DBSIZE\"", "command=\"DEL\"", "command=\"DISCARD\"", "command=\"EVAL\"", "command=\"EVALSHA\"", "command=\"EXEC\"", "command=\"EXISTS\"", "command=\"EXPIRE\"", "command=\"FLUSHALL\"", "command=\"FLUSHDB\"", "command=\"GET\"", "command=\"GETDEL\"", "command=\"HDEL\"", "command=\"HELLO\"", "command=\"HEXISTS\"", "command=\"HGET\"", "command=\"HGETALL\"", "command=\"HINCRBY\"", "command=\"HLEN\"", "command=\"HMGET\"", "command=\"HMSET\"", "command=\"HSET\"", "command=\"INCR\"", "command=\"INFO\"", "command=\"KEYS\"", "command=\"LINDEX\"", "command=\"LLEN\"", "command=\"LPOP\"", "command=\"LPOS\"", "command=\"LPUSH\"", "command=\"LRANGE\"", "command=\"LREM\"", "command=\"LSET\"", "command=\"LTRIM\"", "command=\"MULTI\"", "command=\"PEXPIRE\"", "command=\"PFADD\"", "command=\"PFCOUNT\"", "command=\"PING\"", "command=\"PTTL\"", "command=\"PUBLISH\"", "command=\"PUBSUB\"", "command=\"QUIT\"", "command=\"RENAME\"", "command=\"RPOP\"", "command=\"RPOPLPUSH\"", "command=\"RPUSH\"", "command=\"SADD\"", "command=\"SCAN\"", "command=\"SCARD\"", "command=\"SELECT\"", "command=\"SET\"", "command=\"SETEX\"", "command=\"SETNX\"", "command=\"SISMEMBER\"", "command=\"SMEMBERS\"", "command=\"SREM\"", "command=\"SUBSCRIBE\"", "command=\"TTL\"", "command=\"TYPE\"", "command=\"XADD\"", "command=\"XLEN\"", "command=\"XRANGE\"", "command=\"XREAD\"", "command=\"XREVRANGE\"", "command=\"XTRIM\"", "command=\"ZADD\"", "command=\"ZCARD\"", "command=\"ZCOUNT\"", "command=\"ZINCRBY\"", "command=\"ZPOPMIN\"", "command=\"ZRANGE\"", "command=\"ZRANGEBYSCORE\"", "command=\"ZREM\"", "command=\"ZREMRANGEBYRANK\"", "command=\"ZREMRANGEBYSCORE\"", "command=\"ZREVRANGE\"", "command=\"ZREVRANGEBYSCORE\"", "command=\"ZSCORE\"", "command=\"unknown\""] } },
     DomainDesc { id: "redis_outcome", labels: &["outcome"], kind: DomainKind::Closed { values: &["success", "error"], fragments: &["outcome=\"success\"", "outcome=\"error\""] } },
     DomainDesc { id: "redis_unsupported_command", labels: &["command"], kind: DomainKind::Open { max: 32, overflow: &["other"], overflow_fragment: "command=\"other\"", removable: false } },
+    DomainDesc { id: "s3_admission_protocol", labels: &["protocol"], kind: DomainKind::Closed { values: &["fixed-length", "chunked", "unknown"], fragments: &["protocol=\"fixed-length\"", "protocol=\"chunked\"", "protocol=\"unknown\""] } },
+    DomainDesc { id: "s3_admission_stage", labels: &["stage"], kind: DomainKind::Closed { values: &["prereserve", "perbatch", "unknown"], fragments: &["stage=\"prereserve\"", "stage=\"perbatch\"", "stage=\"unknown\""] } },
+    DomainDesc { id: "s3_backfill_result", labels: &["result"], kind: DomainKind::Closed { values: &["fetched", "local_hit", "gone", "failed", "queue_drop", "unknown"], fragments: &["result=\"fetched\"", "result=\"local_hit\"", "result=\"gone\"", "result=\"failed\"", "result=\"queue_drop\"", "result=\"unknown\""] } },
+    DomainDesc { id: "s3_offload_mode", labels: &["mode"], kind: DomainKind::Closed { values: &["legacy", "offload", "unknown"], fragments: &["mode=\"legacy\"", "mode=\"offload\"", "mode=\"unknown\""] } },
+    DomainDesc { id: "s3_offload_reason", labels: &["reason"], kind: DomainKind::Closed { values: &["flag_disabled", "capability_missing", "data_path_disabled", "enabled", "unknown"], fragments: &["reason=\"flag_disabled\"", "reason=\"capability_missing\"", "reason=\"data_path_disabled\"", "reason=\"enabled\"", "reason=\"unknown\""] } },
     DomainDesc { id: "sqs_action", labels: &["action"], kind: DomainKind::Closed { values: &["send", "receive", "delete"], fragments: &["action=\"send\"", "action=\"receive\"", "action=\"delete\""] } },
     DomainDesc { id: "sqs_depth_queue", labels: &["queue"], kind: DomainKind::Open { max: 512, overflow: &["_other"], overflow_fragment: "queue=\"_other\"", removable: true } },
     DomainDesc { id: "sqs_depth_state", labels: &["state"], kind: DomainKind::Closed { values: &["visible", "not_visible", "delayed"], fragments: &["state=\"visible\"", "state=\"not_visible\"", "state=\"delayed\""] } },
     DomainDesc { id: "sqs_partition", labels: &["partition"], kind: DomainKind::Open { max: 64, overflow: &["_other"], overflow_fragment: "partition=\"_other\"", removable: false } },
     DomainDesc { id: "sqs_partition_queue", labels: &["queue"], kind: DomainKind::Open { max: 512, overflow: &["_other"], overflow_fragment: "queue=\"_other\"", removable: false } },
+    DomainDesc { id: "sqs_throttle_action", labels: &["action"], kind: DomainKind::Closed { values: &["send", "receive", "default"], fragments: &["action=\"send\"", "action=\"receive\"", "action=\"default\""] } },
+    DomainDesc { id: "sqs_throttle_counter_queue", labels: &["queue"], kind: DomainKind::Open { max: 512, overflow: &["_other"], overflow_fragment: "queue=\"_other\"", removable: false } },
+    DomainDesc { id: "sqs_throttle_gauge_queue", labels: &["queue"], kind: DomainKind::Open { max: 512, overflow: &["_other"], overflow_fragment: "queue=\"_other\"", removable: true } },
     DomainDesc { id: "write_conflict_key", labels: &["kind", "key_prefix"], kind: DomainKind::Open { max: 128, overflow: &["_other", "_other"], overflow_fragment: "kind=\"_other\",key_prefix=\"_other\"", removable: false } },
 ];
 
@@ -1763,17 +2577,29 @@ static LABELS_19: [&str; 2] = ["outcome=\"success\"", "outcome=\"error\""];
 
 static LABELS_22: [&str; 2] = ["outcome=\"hit\"", "outcome=\"miss\""];
 
-static LABELS_54: [&str; 2] = ["mode=\"sync\"", "mode=\"nosync\""];
+static LABELS_59: [&str; 2] = ["mode=\"sync\"", "mode=\"nosync\""];
 
-static LABELS_58: [&str; 15] = ["collector=\"dispatch\",reason=\"panic\"", "collector=\"dispatch\",reason=\"timeout\"", "collector=\"dispatch\",reason=\"stuck\"", "collector=\"pebble\",reason=\"panic\"", "collector=\"pebble\",reason=\"timeout\"", "collector=\"pebble\",reason=\"stuck\"", "collector=\"write_conflict\",reason=\"panic\"", "collector=\"write_conflict\",reason=\"timeout\"", "collector=\"write_conflict\",reason=\"stuck\"", "collector=\"raft\",reason=\"panic\"", "collector=\"raft\",reason=\"timeout\"", "collector=\"raft\",reason=\"stuck\"", "collector=\"sqs_depth\",reason=\"panic\"", "collector=\"sqs_depth\",reason=\"timeout\"", "collector=\"sqs_depth\",reason=\"stuck\""];
+static LABELS_72: [&str; 3] = ["outcome=\"skipped\"", "outcome=\"executed\"", "outcome=\"fallback\""];
 
-static FAMILIES: [FamilyDesc; 59] = [
+static LABELS_76: [&str; 9] = ["stage=\"prereserve\",protocol=\"fixed-length\"", "stage=\"prereserve\",protocol=\"chunked\"", "stage=\"prereserve\",protocol=\"unknown\"", "stage=\"perbatch\",protocol=\"fixed-length\"", "stage=\"perbatch\",protocol=\"chunked\"", "stage=\"perbatch\",protocol=\"unknown\"", "stage=\"unknown\",protocol=\"fixed-length\"", "stage=\"unknown\",protocol=\"chunked\"", "stage=\"unknown\",protocol=\"unknown\""];
+
+static LABELS_77: [&str; 9] = ["stage=\"prereserve\",protocol=\"fixed-length\"", "stage=\"prereserve\",protocol=\"chunked\"", "stage=\"prereserve\",protocol=\"unknown\"", "stage=\"perbatch\",protocol=\"fixed-length\"", "stage=\"perbatch\",protocol=\"chunked\"", "stage=\"perbatch\",protocol=\"unknown\"", "stage=\"unknown\",protocol=\"fixed-length\"", "stage=\"unknown\",protocol=\"chunked\"", "stage=\"unknown\",protocol=\"unknown\""];
+
+static LABELS_78: [&str; 15] = ["mode=\"legacy\",reason=\"flag_disabled\"", "mode=\"legacy\",reason=\"capability_missing\"", "mode=\"legacy\",reason=\"data_path_disabled\"", "mode=\"legacy\",reason=\"enabled\"", "mode=\"legacy\",reason=\"unknown\"", "mode=\"offload\",reason=\"flag_disabled\"", "mode=\"offload\",reason=\"capability_missing\"", "mode=\"offload\",reason=\"data_path_disabled\"", "mode=\"offload\",reason=\"enabled\"", "mode=\"offload\",reason=\"unknown\"", "mode=\"unknown\",reason=\"flag_disabled\"", "mode=\"unknown\",reason=\"capability_missing\"", "mode=\"unknown\",reason=\"data_path_disabled\"", "mode=\"unknown\",reason=\"enabled\"", "mode=\"unknown\",reason=\"unknown\""];
+
+static LABELS_83: [&str; 6] = ["result=\"fetched\"", "result=\"local_hit\"", "result=\"gone\"", "result=\"failed\"", "result=\"queue_drop\"", "result=\"unknown\""];
+
+static LABELS_84: [&str; 2] = ["reason=\"split_boundary\"", "reason=\"unknown\""];
+
+static LABELS_97: [&str; 21] = ["collector=\"dispatch\",reason=\"panic\"", "collector=\"dispatch\",reason=\"timeout\"", "collector=\"dispatch\",reason=\"stuck\"", "collector=\"pebble\",reason=\"panic\"", "collector=\"pebble\",reason=\"timeout\"", "collector=\"pebble\",reason=\"stuck\"", "collector=\"write_conflict\",reason=\"panic\"", "collector=\"write_conflict\",reason=\"timeout\"", "collector=\"write_conflict\",reason=\"stuck\"", "collector=\"raft\",reason=\"panic\"", "collector=\"raft\",reason=\"timeout\"", "collector=\"raft\",reason=\"stuck\"", "collector=\"sqs_depth\",reason=\"panic\"", "collector=\"sqs_depth\",reason=\"timeout\"", "collector=\"sqs_depth\",reason=\"stuck\"", "collector=\"lua_pool\",reason=\"panic\"", "collector=\"lua_pool\",reason=\"timeout\"", "collector=\"lua_pool\",reason=\"stuck\"", "collector=\"hlc\",reason=\"panic\"", "collector=\"hlc\",reason=\"timeout\"", "collector=\"hlc\",reason=\"stuck\""];
+
+static FAMILIES: [FamilyDesc; 98] = [
     FamilyDesc {
         name: "elastickv_redis_requests_total",
         help: "Redis-protocol requests handled, by normalised command name and result.",
         subsystem: "Redis",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(16), DomainId(17)],
+        dims: &[DomainId(20), DomainId(21)],
         strides: &[2, 1],
         series: 166,
         cell_base: 0,
@@ -1786,7 +2612,7 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Latency of Redis-protocol requests, from receipt until the reply is complete.",
         subsystem: "Redis",
         kind: FamilyKind::Histogram(HistogramDesc { value: HistogramValue::Duration, bounds: &[1000000, 2500000, 5000000, 10000000, 25000000, 50000000, 100000000, 250000000, 500000000, 1000000000, 2000000000, 5000000000, 10000000000, 30000000000, 60000000000], le_text: &["0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2", "5", "10", "30", "60"], le_openmetrics: &["0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.0", "5.0", "10.0", "30.0", "60.0"], classic: true, native: Some(NativeDesc { schema: 3, zero_threshold: 1e-6, zero_threshold_units: 1000, min_key: -159, keys: 433, max_buckets: 160, unit: 1e-9, mantissas: &[0x172b83c7d517b, 0x306fe0a31b715, 0x4bfdad5362a27, 0x6a09e667f3bcd, 0x8ace5422aa0db, 0xae89f995ad3ad, 0xd5818dcfba487] }) }),
-        dims: &[DomainId(16), DomainId(17)],
+        dims: &[DomainId(20), DomainId(21)],
         strides: &[2, 1],
         series: 166,
         cell_base: 166,
@@ -1799,7 +2625,7 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Redis-protocol requests that failed, by normalised command name.",
         subsystem: "Redis",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(16)],
+        dims: &[DomainId(20)],
         strides: &[1],
         series: 83,
         cell_base: 75198,
@@ -1812,7 +2638,7 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Commands refused because no handler implements them, labelled with the sanitised name the client used (cardinality-capped).",
         subsystem: "Redis",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(18)],
+        dims: &[DomainId(22)],
         strides: &[1],
         series: 33,
         cell_base: 75281,
@@ -1825,7 +2651,7 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "DynamoDB-compatible requests in progress right now, by operation.",
         subsystem: "DynamoDB-compatible API",
         kind: FamilyKind::Gauge(GaugeValue::Float),
-        dims: &[DomainId(0)],
+        dims: &[DomainId(2)],
         strides: &[1],
         series: 13,
         cell_base: 0,
@@ -1838,7 +2664,7 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "DynamoDB-compatible requests handled, by operation and outcome class.",
         subsystem: "DynamoDB-compatible API",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(0), DomainId(1)],
+        dims: &[DomainId(2), DomainId(3)],
         strides: &[4, 1],
         series: 52,
         cell_base: 75314,
@@ -1851,7 +2677,7 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "DynamoDB-compatible requests counted once for every table they touched, by operation, table and outcome class.",
         subsystem: "DynamoDB-compatible API",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(0), DomainId(2), DomainId(1)],
+        dims: &[DomainId(2), DomainId(4), DomainId(3)],
         strides: &[2052, 4, 1],
         series: 26676,
         cell_base: 75366,
@@ -1864,7 +2690,7 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Time spent serving each DynamoDB-compatible request, by operation and outcome class.",
         subsystem: "DynamoDB-compatible API",
         kind: FamilyKind::Histogram(HistogramDesc { value: HistogramValue::Duration, bounds: &[1000000, 2500000, 5000000, 10000000, 25000000, 50000000, 100000000, 250000000, 500000000, 1000000000, 2000000000, 5000000000], le_text: &["0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2", "5"], le_openmetrics: &["0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.0", "5.0"], classic: true, native: Some(NativeDesc { schema: 3, zero_threshold: 1e-6, zero_threshold_units: 1000, min_key: -159, keys: 433, max_buckets: 160, unit: 1e-9, mantissas: &[0x172b83c7d517b, 0x306fe0a31b715, 0x4bfdad5362a27, 0x6a09e667f3bcd, 0x8ace5422aa0db, 0xae89f995ad3ad, 0xd5818dcfba487] }) }),
-        dims: &[DomainId(0), DomainId(1)],
+        dims: &[DomainId(2), DomainId(3)],
         strides: &[4, 1],
         series: 52,
         cell_base: 102042,
@@ -1877,7 +2703,7 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Size in bytes of incoming DynamoDB-compatible request bodies, by operation.",
         subsystem: "DynamoDB-compatible API",
         kind: FamilyKind::Histogram(HistogramDesc { value: HistogramValue::Integer, bounds: &[128, 512, 1024, 4096, 16384, 65536, 262144, 524288, 1048576], le_text: &["128", "512", "1024", "4096", "16384", "65536", "262144", "524288", "1.048576e+06"], le_openmetrics: &["128.0", "512.0", "1024.0", "4096.0", "16384.0", "65536.0", "262144.0", "524288.0", "1.048576e+06"], classic: true, native: None }),
-        dims: &[DomainId(0)],
+        dims: &[DomainId(2)],
         strides: &[1],
         series: 13,
         cell_base: 125390,
@@ -1890,7 +2716,7 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Size in bytes of DynamoDB-compatible response bodies, by operation and outcome class.",
         subsystem: "DynamoDB-compatible API",
         kind: FamilyKind::Histogram(HistogramDesc { value: HistogramValue::Integer, bounds: &[128, 512, 1024, 4096, 16384, 65536, 262144, 524288, 1048576], le_text: &["128", "512", "1024", "4096", "16384", "65536", "262144", "524288", "1.048576e+06"], le_openmetrics: &["128.0", "512.0", "1024.0", "4096.0", "16384.0", "65536.0", "262144.0", "524288.0", "1.048576e+06"], classic: true, native: None }),
-        dims: &[DomainId(0), DomainId(1)],
+        dims: &[DomainId(2), DomainId(3)],
         strides: &[4, 1],
         series: 52,
         cell_base: 125546,
@@ -1903,7 +2729,7 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Items sent back to clients by read operations, by operation and table.",
         subsystem: "DynamoDB-compatible API",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(0), DomainId(2)],
+        dims: &[DomainId(2), DomainId(4)],
         strides: &[513, 1],
         series: 6669,
         cell_base: 126170,
@@ -1916,7 +2742,7 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Items read and evaluated by read operations, by operation and table.",
         subsystem: "DynamoDB-compatible API",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(0), DomainId(2)],
+        dims: &[DomainId(2), DomainId(4)],
         strides: &[513, 1],
         series: 6669,
         cell_base: 132839,
@@ -1929,7 +2755,7 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Items created, replaced, updated or deleted by write operations, by operation and table.",
         subsystem: "DynamoDB-compatible API",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(0), DomainId(2)],
+        dims: &[DomainId(2), DomainId(4)],
         strides: &[513, 1],
         series: 6669,
         cell_base: 139508,
@@ -1942,7 +2768,7 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Requests that failed because of a client error, by operation and table.",
         subsystem: "DynamoDB-compatible API",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(0), DomainId(2)],
+        dims: &[DomainId(2), DomainId(4)],
         strides: &[513, 1],
         series: 6669,
         cell_base: 146177,
@@ -1955,7 +2781,7 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Requests that failed because of a server-side error, by operation and table.",
         subsystem: "DynamoDB-compatible API",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(0), DomainId(2)],
+        dims: &[DomainId(2), DomainId(4)],
         strides: &[513, 1],
         series: 6669,
         cell_base: 152846,
@@ -1968,7 +2794,7 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Requests rejected because their condition expression did not hold, by operation and table.",
         subsystem: "DynamoDB-compatible API",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(0), DomainId(2)],
+        dims: &[DomainId(2), DomainId(4)],
         strides: &[513, 1],
         series: 6669,
         cell_base: 159515,
@@ -1981,7 +2807,7 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Time per script invocation spent executing in the Lua VM, summed over all retries. Includes time inside redis.call()/redis.pcall(); subtract the redis-call duration for pure VM time.",
         subsystem: "Lua scripts",
         kind: FamilyKind::Histogram(HistogramDesc { value: HistogramValue::Duration, bounds: &[1000000, 5000000, 10000000, 25000000, 50000000, 100000000, 250000000, 500000000, 1000000000, 2000000000, 5000000000, 10000000000], le_text: &["0.001", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2", "5", "10"], le_openmetrics: &["0.001", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.0", "5.0", "10.0"], classic: true, native: Some(NativeDesc { schema: 3, zero_threshold: 1e-6, zero_threshold_units: 1000, min_key: -159, keys: 433, max_buckets: 160, unit: 1e-9, mantissas: &[0x172b83c7d517b, 0x306fe0a31b715, 0x4bfdad5362a27, 0x6a09e667f3bcd, 0x8ace5422aa0db, 0xae89f995ad3ad, 0xd5818dcfba487] }) }),
-        dims: &[DomainId(8)],
+        dims: &[DomainId(12)],
         strides: &[1],
         series: 2,
         cell_base: 166184,
@@ -1994,7 +2820,7 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Time per script invocation spent in redis.call()/redis.pcall() handlers (raft reads and in-memory state work), summed over all retries.",
         subsystem: "Lua scripts",
         kind: FamilyKind::Histogram(HistogramDesc { value: HistogramValue::Duration, bounds: &[1000000, 5000000, 10000000, 25000000, 50000000, 100000000, 250000000, 500000000, 1000000000, 2000000000, 5000000000, 10000000000], le_text: &["0.001", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2", "5", "10"], le_openmetrics: &["0.001", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.0", "5.0", "10.0"], classic: true, native: Some(NativeDesc { schema: 3, zero_threshold: 1e-6, zero_threshold_units: 1000, min_key: -159, keys: 433, max_buckets: 160, unit: 1e-9, mantissas: &[0x172b83c7d517b, 0x306fe0a31b715, 0x4bfdad5362a27, 0x6a09e667f3bcd, 0x8ace5422aa0db, 0xae89f995ad3ad, 0xd5818dcfba487] }) }),
-        dims: &[DomainId(8)],
+        dims: &[DomainId(12)],
         strides: &[1],
         series: 2,
         cell_base: 167082,
@@ -2007,7 +2833,7 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "How many redis.call()/redis.pcall() calls a script invocation made, summed over retries.",
         subsystem: "Lua scripts",
         kind: FamilyKind::Histogram(HistogramDesc { value: HistogramValue::Integer, bounds: &[0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000], le_text: &["0", "1", "2", "5", "10", "20", "50", "100", "200", "500", "1000"], le_openmetrics: &["0.0", "1.0", "2.0", "5.0", "10.0", "20.0", "50.0", "100.0", "200.0", "500.0", "1000.0"], classic: true, native: None }),
-        dims: &[DomainId(8)],
+        dims: &[DomainId(12)],
         strides: &[1],
         series: 2,
         cell_base: 167980,
@@ -2020,7 +2846,7 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Time per script invocation spent committing its writes (raft consensus and storage), summed over all retries.",
         subsystem: "Lua scripts",
         kind: FamilyKind::Histogram(HistogramDesc { value: HistogramValue::Duration, bounds: &[1000000, 5000000, 10000000, 25000000, 50000000, 100000000, 250000000, 500000000, 1000000000, 2000000000, 5000000000, 10000000000], le_text: &["0.001", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2", "5", "10"], le_openmetrics: &["0.001", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.0", "5.0", "10.0"], classic: true, native: Some(NativeDesc { schema: 3, zero_threshold: 1e-6, zero_threshold_units: 1000, min_key: -159, keys: 433, max_buckets: 160, unit: 1e-9, mantissas: &[0x172b83c7d517b, 0x306fe0a31b715, 0x4bfdad5362a27, 0x6a09e667f3bcd, 0x8ace5422aa0db, 0xae89f995ad3ad, 0xd5818dcfba487] }) }),
-        dims: &[DomainId(8)],
+        dims: &[DomainId(12)],
         strides: &[1],
         series: 2,
         cell_base: 168008,
@@ -2046,7 +2872,7 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Outcomes of the read fast path used by redis.call() inside Lua scripts, per command: a hit, one of two kinds of skip, or a fallback with its reason.",
         subsystem: "Lua fast path",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(6), DomainId(7)],
+        dims: &[DomainId(10), DomainId(11)],
         strides: &[9, 1],
         series: 2313,
         cell_base: 168917,
@@ -2059,7 +2885,7 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Lease-based reads in the KV coordinator: `hit` when served from the locally applied index, `miss` when a linearizable read was needed instead.",
         subsystem: "Lease reads",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(5)],
+        dims: &[DomainId(9)],
         strides: &[1],
         series: 2,
         cell_base: 171230,
@@ -2072,7 +2898,7 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Outgoing raft messages dropped before reaching the transport because the peer's queue was full (mirrors the raft engine's counter).",
         subsystem: "Raft dispatch",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(11)],
+        dims: &[DomainId(15)],
         strides: &[1],
         series: 257,
         cell_base: 171232,
@@ -2085,7 +2911,7 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Outgoing raft messages handed to the transport whose delivery failed (mirrors the raft engine's counter).",
         subsystem: "Raft dispatch",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(11)],
+        dims: &[DomainId(15)],
         strides: &[1],
         series: 257,
         cell_base: 171489,
@@ -2098,7 +2924,7 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Incoming raft messages rejected because the engine's step queue was full; a rising value means the raft loop is not keeping up.",
         subsystem: "Raft dispatch",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(11)],
+        dims: &[DomainId(15)],
         strides: &[1],
         series: 257,
         cell_base: 171746,
@@ -2111,7 +2937,7 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Failed outgoing raft messages broken down by gRPC status code, separating unreachable peers (Unavailable), slow peers (DeadlineExceeded) and flow control (ResourceExhausted).",
         subsystem: "Raft dispatch",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(11), DomainId(4)],
+        dims: &[DomainId(15), DomainId(8)],
         strides: &[33, 1],
         series: 8481,
         cell_base: 172003,
@@ -2120,16 +2946,81 @@ static FAMILIES: [FamilyDesc; 59] = [
         closed_labels: &[],
     },
     FamilyDesc {
+        name: "elastickv_raft_send_stream_opens_total",
+        help: "Send streams opened to peers (mirrors the raft engine's counter).",
+        subsystem: "Raft dispatch",
+        kind: FamilyKind::Counter,
+        dims: &[DomainId(15)],
+        strides: &[1],
+        series: 257,
+        cell_base: 180484,
+        cells_per_series: 1,
+        series_base: 78896,
+        closed_labels: &[],
+    },
+    FamilyDesc {
+        name: "elastickv_raft_send_stream_reconnects_total",
+        help: "Send streams re-opened after a failure (mirrors the raft engine's counter).",
+        subsystem: "Raft dispatch",
+        kind: FamilyKind::Counter,
+        dims: &[DomainId(15)],
+        strides: &[1],
+        series: 257,
+        cell_base: 180741,
+        cells_per_series: 1,
+        series_base: 79153,
+        closed_labels: &[],
+    },
+    FamilyDesc {
+        name: "elastickv_raft_send_stream_messages_total",
+        help: "Raft messages written to send streams (mirrors the raft engine's counter).",
+        subsystem: "Raft dispatch",
+        kind: FamilyKind::Counter,
+        dims: &[DomainId(15)],
+        strides: &[1],
+        series: 257,
+        cell_base: 180998,
+        cells_per_series: 1,
+        series_base: 79410,
+        closed_labels: &[],
+    },
+    FamilyDesc {
+        name: "elastickv_raft_snapshot_stream_sends_total",
+        help: "Snapshots streamed to peers (mirrors the raft engine's counter).",
+        subsystem: "Raft dispatch",
+        kind: FamilyKind::Counter,
+        dims: &[DomainId(15)],
+        strides: &[1],
+        series: 257,
+        cell_base: 181255,
+        cells_per_series: 1,
+        series_base: 79667,
+        closed_labels: &[],
+    },
+    FamilyDesc {
+        name: "elastickv_raft_snapshot_stream_payload_bytes_total",
+        help: "Snapshot payload bytes streamed to peers (mirrors the raft engine's counter).",
+        subsystem: "Raft dispatch",
+        kind: FamilyKind::Counter,
+        dims: &[DomainId(15)],
+        strides: &[1],
+        series: 257,
+        cell_base: 181512,
+        cells_per_series: 1,
+        series_base: 79924,
+        closed_labels: &[],
+    },
+    FamilyDesc {
         name: "elastickv_raft_local_state",
         help: "This node's raft role in each group, one-hot: 1 for the current state, 0 for the rest.",
         subsystem: "Raft topology and status",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(11), DomainId(14)],
+        dims: &[DomainId(15), DomainId(18)],
         strides: &[5, 1],
         series: 1285,
         cell_base: 13,
         cells_per_series: 1,
-        series_base: 78896,
+        series_base: 80181,
         closed_labels: &[],
     },
     FamilyDesc {
@@ -2137,12 +3028,12 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Always 1; identifies the node this node currently takes to be the group's leader.",
         subsystem: "Raft topology and status",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(11), DomainId(12)],
+        dims: &[DomainId(15), DomainId(16)],
         strides: &[257, 1],
         series: 66049,
         cell_base: 1298,
         cells_per_series: 1,
-        series_base: 80181,
+        series_base: 81466,
         closed_labels: &[],
     },
     FamilyDesc {
@@ -2150,12 +3041,12 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Always 1; one series for each member of the group's raft configuration known here.",
         subsystem: "Raft topology and status",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(11), DomainId(13), DomainId(15)],
+        dims: &[DomainId(15), DomainId(17), DomainId(19)],
         strides: &[2313, 9, 1],
         series: 594441,
         cell_base: 67347,
         cells_per_series: 1,
-        series_base: 146230,
+        series_base: 147515,
         closed_labels: &[],
     },
     FamilyDesc {
@@ -2163,12 +3054,12 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "1 for the configuration member this node considers the leader, 0 for every other member.",
         subsystem: "Raft topology and status",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(11), DomainId(13)],
+        dims: &[DomainId(15), DomainId(17)],
         strides: &[257, 1],
         series: 66049,
         cell_base: 661788,
         cells_per_series: 1,
-        series_base: 740671,
+        series_base: 741956,
         closed_labels: &[],
     },
     FamilyDesc {
@@ -2176,12 +3067,12 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Number of members in the group's raft configuration, as seen by this node.",
         subsystem: "Raft topology and status",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(11)],
+        dims: &[DomainId(15)],
         strides: &[1],
         series: 257,
         cell_base: 727837,
         cells_per_series: 1,
-        series_base: 806720,
+        series_base: 808005,
         closed_labels: &[],
     },
     FamilyDesc {
@@ -2189,12 +3080,12 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Highest raft log index this node knows to be committed.",
         subsystem: "Raft topology and status",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(11)],
+        dims: &[DomainId(15)],
         strides: &[1],
         series: 257,
         cell_base: 728094,
         cells_per_series: 1,
-        series_base: 806977,
+        series_base: 808262,
         closed_labels: &[],
     },
     FamilyDesc {
@@ -2202,12 +3093,12 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Highest raft log index this node has applied to its state machine.",
         subsystem: "Raft topology and status",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(11)],
+        dims: &[DomainId(15)],
         strides: &[1],
         series: 257,
         cell_base: 728351,
         cells_per_series: 1,
-        series_base: 807234,
+        series_base: 808519,
         closed_labels: &[],
     },
     FamilyDesc {
@@ -2215,12 +3106,12 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Seconds elapsed since this node last heard from the leader; -1 if not known.",
         subsystem: "Raft topology and status",
         kind: FamilyKind::Gauge(GaugeValue::Float),
-        dims: &[DomainId(11)],
+        dims: &[DomainId(15)],
         strides: &[1],
         series: 257,
         cell_base: 728608,
         cells_per_series: 1,
-        series_base: 807491,
+        series_base: 808776,
         closed_labels: &[],
     },
     FamilyDesc {
@@ -2228,12 +3119,12 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "The raft term this node is currently in.",
         subsystem: "Raft topology and status",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(11)],
+        dims: &[DomainId(15)],
         strides: &[1],
         series: 257,
         cell_base: 728865,
         cells_per_series: 1,
-        series_base: 807748,
+        series_base: 809033,
         closed_labels: &[],
     },
     FamilyDesc {
@@ -2241,12 +3132,12 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Index of the most recent entry in this node's raft log.",
         subsystem: "Raft topology and status",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(11)],
+        dims: &[DomainId(15)],
         strides: &[1],
         series: 257,
         cell_base: 729122,
         cells_per_series: 1,
-        series_base: 808005,
+        series_base: 809290,
         closed_labels: &[],
     },
     FamilyDesc {
@@ -2254,12 +3145,12 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Raft log index covered by this node's most recent snapshot.",
         subsystem: "Raft topology and status",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(11)],
+        dims: &[DomainId(15)],
         strides: &[1],
         series: 257,
         cell_base: 729379,
         cells_per_series: 1,
-        series_base: 808262,
+        series_base: 809547,
         closed_labels: &[],
     },
     FamilyDesc {
@@ -2267,12 +3158,12 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Commands queued for the state machine that have not been applied yet.",
         subsystem: "Raft topology and status",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(11)],
+        dims: &[DomainId(15)],
         strides: &[1],
         series: 257,
         cell_base: 729636,
         cells_per_series: 1,
-        series_base: 808519,
+        series_base: 809804,
         closed_labels: &[],
     },
     FamilyDesc {
@@ -2280,12 +3171,12 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Number of voting peers in the group, not counting this node.",
         subsystem: "Raft topology and status",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(11)],
+        dims: &[DomainId(15)],
         strides: &[1],
         series: 257,
         cell_base: 729893,
         cells_per_series: 1,
-        series_base: 808776,
+        series_base: 810061,
         closed_labels: &[],
     },
     FamilyDesc {
@@ -2293,12 +3184,12 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Number of leader changes this node has observed in the group.",
         subsystem: "Raft topology and status",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(11)],
+        dims: &[DomainId(15)],
         strides: &[1],
         series: 257,
-        cell_base: 180484,
+        cell_base: 181769,
         cells_per_series: 1,
-        series_base: 809033,
+        series_base: 810318,
         closed_labels: &[],
     },
     FamilyDesc {
@@ -2306,12 +3197,12 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Raft proposals that returned an error instead of an apply result.",
         subsystem: "Raft proposals",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(11)],
+        dims: &[DomainId(15)],
         strides: &[1],
         series: 257,
-        cell_base: 180741,
+        cell_base: 182026,
         cells_per_series: 1,
-        series_base: 809290,
+        series_base: 810575,
         closed_labels: &[],
     },
     FamilyDesc {
@@ -2319,12 +3210,12 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Number of L0 sublevels right now; if it keeps rising past the L0 compaction threshold, write stalls are coming.",
         subsystem: "Pebble LSM",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(11)],
+        dims: &[DomainId(15)],
         strides: &[1],
         series: 257,
         cell_base: 730150,
         cells_per_series: 1,
-        series_base: 809547,
+        series_base: 810832,
         closed_labels: &[],
     },
     FamilyDesc {
@@ -2332,12 +3223,12 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Number of sstables in L0 right now; best read alongside the L0 sublevel gauge.",
         subsystem: "Pebble LSM",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(11)],
+        dims: &[DomainId(15)],
         strides: &[1],
         series: 257,
         cell_base: 730407,
         cells_per_series: 1,
-        series_base: 809804,
+        series_base: 811089,
         closed_labels: &[],
     },
     FamilyDesc {
@@ -2345,12 +3236,12 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Estimated bytes that must still be compacted for the LSM to settle; a growing value means compaction is falling behind writes.",
         subsystem: "Pebble LSM",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(11)],
+        dims: &[DomainId(15)],
         strides: &[1],
         series: 257,
         cell_base: 730664,
         cells_per_series: 1,
-        series_base: 810061,
+        series_base: 811346,
         closed_labels: &[],
     },
     FamilyDesc {
@@ -2358,12 +3249,12 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Number of compactions currently running.",
         subsystem: "Pebble LSM",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(11)],
+        dims: &[DomainId(15)],
         strides: &[1],
         series: 257,
         cell_base: 730921,
         cells_per_series: 1,
-        series_base: 810318,
+        series_base: 811603,
         closed_labels: &[],
     },
     FamilyDesc {
@@ -2371,12 +3262,12 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Compactions completed, as observed by this process.",
         subsystem: "Pebble LSM",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(11)],
+        dims: &[DomainId(15)],
         strides: &[1],
         series: 257,
-        cell_base: 180998,
+        cell_base: 182283,
         cells_per_series: 1,
-        series_base: 810575,
+        series_base: 811860,
         closed_labels: &[],
     },
     FamilyDesc {
@@ -2384,12 +3275,12 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Memtables currently allocated: the active one plus any waiting to be flushed.",
         subsystem: "Pebble LSM",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(11)],
+        dims: &[DomainId(15)],
         strides: &[1],
         series: 257,
         cell_base: 731178,
         cells_per_series: 1,
-        series_base: 810832,
+        series_base: 812117,
         closed_labels: &[],
     },
     FamilyDesc {
@@ -2397,12 +3288,12 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Bytes held by memtables, counting large batches queued for flushing.",
         subsystem: "Pebble LSM",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(11)],
+        dims: &[DomainId(15)],
         strides: &[1],
         series: 257,
         cell_base: 731435,
         cells_per_series: 1,
-        series_base: 811089,
+        series_base: 812374,
         closed_labels: &[],
     },
     FamilyDesc {
@@ -2410,25 +3301,25 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Memtables the database has released but open iterators still keep alive.",
         subsystem: "Pebble LSM",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(11)],
+        dims: &[DomainId(15)],
         strides: &[1],
         series: 257,
         cell_base: 731692,
         cells_per_series: 1,
-        series_base: 811346,
+        series_base: 812631,
         closed_labels: &[],
     },
     FamilyDesc {
         name: "elastickv_pebble_block_cache_size_bytes",
-        help: "Bytes currently held in the block cache.",
+        help: "Bytes currently held in the block cache, which every raft group on the node shares.",
         subsystem: "Pebble LSM",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(11)],
-        strides: &[1],
-        series: 257,
+        dims: &[],
+        strides: &[],
+        series: 1,
         cell_base: 731949,
         cells_per_series: 1,
-        series_base: 811603,
+        series_base: 812888,
         closed_labels: &[],
     },
     FamilyDesc {
@@ -2436,12 +3327,12 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Configured maximum size of the block cache in bytes, to put its usage and hit rate in perspective.",
         subsystem: "Pebble LSM",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(11)],
-        strides: &[1],
-        series: 257,
-        cell_base: 732206,
+        dims: &[],
+        strides: &[],
+        series: 1,
+        cell_base: 731950,
         cells_per_series: 1,
-        series_base: 811860,
+        series_base: 812889,
         closed_labels: &[],
     },
     FamilyDesc {
@@ -2449,12 +3340,12 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Block cache lookups that found the block in the cache.",
         subsystem: "Pebble LSM",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(11)],
-        strides: &[1],
-        series: 257,
-        cell_base: 181255,
+        dims: &[],
+        strides: &[],
+        series: 1,
+        cell_base: 182540,
         cells_per_series: 1,
-        series_base: 812117,
+        series_base: 812890,
         closed_labels: &[],
     },
     FamilyDesc {
@@ -2462,12 +3353,12 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Block cache lookups that did not find the block in the cache.",
         subsystem: "Pebble LSM",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(11)],
-        strides: &[1],
-        series: 257,
-        cell_base: 181512,
+        dims: &[],
+        strides: &[],
+        series: 1,
+        cell_base: 182541,
         cells_per_series: 1,
-        series_base: 812374,
+        series_base: 812891,
         closed_labels: &[],
     },
     FamilyDesc {
@@ -2475,25 +3366,25 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Durability mode of FSM applies on this node: 1 on the active mode, 0 on the other. `sync` fsyncs every apply; `nosync` rebuilds FSM state from the raft log after a crash.",
         subsystem: "FSM sync mode",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(3)],
+        dims: &[DomainId(7)],
         strides: &[1],
         series: 2,
-        cell_base: 732463,
+        cell_base: 731951,
         cells_per_series: 1,
-        series_base: 812631,
-        closed_labels: &LABELS_54,
+        series_base: 812892,
+        closed_labels: &LABELS_59,
     },
     FamilyDesc {
         name: "elastickv_store_write_conflict_total",
         help: "Optimistic-concurrency conflicts found by the MVCC store, by kind (`read` for read-write, `write` for write-write) and key class; a spike in one class suggests hot keys or races in lock resolution.",
         subsystem: "Write conflicts",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(11), DomainId(24)],
+        dims: &[DomainId(15), DomainId(36)],
         strides: &[129, 1],
         series: 33153,
-        cell_base: 181769,
+        cell_base: 182542,
         cells_per_series: 1,
-        series_base: 812633,
+        series_base: 812894,
         closed_labels: &[],
     },
     FamilyDesc {
@@ -2501,12 +3392,12 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Operations on HT-FIFO queue partitions, by queue, partition and action; only partitioned queues report. Useful for spotting message groups spread unevenly over partitions.",
         subsystem: "SQS partition counters",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(23), DomainId(22), DomainId(19)],
+        dims: &[DomainId(32), DomainId(31), DomainId(28)],
         strides: &[195, 3, 1],
         series: 100035,
-        cell_base: 214922,
+        cell_base: 215695,
         cells_per_series: 1,
-        series_base: 845786,
+        series_base: 846047,
         closed_labels: &[],
     },
     FamilyDesc {
@@ -2514,12 +3405,454 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Approximate number of messages in each queue by state: `visible`, `not_visible` (in flight) or `delayed`. Refreshed periodically on the leader; followers export nothing.",
         subsystem: "SQS queue depth",
         kind: FamilyKind::Gauge(GaugeValue::Integer),
-        dims: &[DomainId(20), DomainId(21)],
+        dims: &[DomainId(29), DomainId(30)],
         strides: &[3, 1],
         series: 1539,
-        cell_base: 732465,
+        cell_base: 731953,
         cells_per_series: 1,
-        series_base: 945821,
+        series_base: 946082,
+        closed_labels: &[],
+    },
+    FamilyDesc {
+        name: "elastickv_lua_pool_hits_total",
+        help: "Lua VM pool gets served by reusing an idle VM; read from the pool at scrape time.",
+        subsystem: "Lua VM pool",
+        kind: FamilyKind::Counter,
+        dims: &[],
+        strides: &[],
+        series: 1,
+        cell_base: 315730,
+        cells_per_series: 1,
+        series_base: 947621,
+        closed_labels: &[],
+    },
+    FamilyDesc {
+        name: "elastickv_lua_pool_misses_total",
+        help: "Lua VM pool gets that found the pool empty and allocated a new VM.",
+        subsystem: "Lua VM pool",
+        kind: FamilyKind::Counter,
+        dims: &[],
+        strides: &[],
+        series: 1,
+        cell_base: 315731,
+        cells_per_series: 1,
+        series_base: 947622,
+        closed_labels: &[],
+    },
+    FamilyDesc {
+        name: "elastickv_lua_pool_drops_total",
+        help: "Lua VM pool puts refused because the pool already held its maximum of idle VMs; above 0 means the idle limit is too small.",
+        subsystem: "Lua VM pool",
+        kind: FamilyKind::Counter,
+        dims: &[],
+        strides: &[],
+        series: 1,
+        cell_base: 315732,
+        cells_per_series: 1,
+        series_base: 947623,
+        closed_labels: &[],
+    },
+    FamilyDesc {
+        name: "elastickv_lua_pool_idle",
+        help: "Idle Lua VMs in the pool, ready for reuse.",
+        subsystem: "Lua VM pool",
+        kind: FamilyKind::Gauge(GaugeValue::Integer),
+        dims: &[],
+        strides: &[],
+        series: 1,
+        cell_base: 733492,
+        cells_per_series: 1,
+        series_base: 947624,
+        closed_labels: &[],
+    },
+    FamilyDesc {
+        name: "elastickv_lua_pool_max_idle",
+        help: "Configured maximum number of idle Lua VMs the pool keeps.",
+        subsystem: "Lua VM pool",
+        kind: FamilyKind::Gauge(GaugeValue::Integer),
+        dims: &[],
+        strides: &[],
+        series: 1,
+        cell_base: 733493,
+        cells_per_series: 1,
+        series_base: 947625,
+        closed_labels: &[],
+    },
+    FamilyDesc {
+        name: "elastickv_hlc_physical_ceiling_seconds",
+        help: "Physical ceiling of the hybrid logical clock agreed through raft, as Unix seconds; 0 before bootstrap.",
+        subsystem: "HLC",
+        kind: FamilyKind::Gauge(GaugeValue::Float),
+        dims: &[],
+        strides: &[],
+        series: 1,
+        cell_base: 733494,
+        cells_per_series: 1,
+        series_base: 947626,
+        closed_labels: &[],
+    },
+    FamilyDesc {
+        name: "elastickv_hlc_wall_skew_seconds",
+        help: "Wall clock minus the HLC physical ceiling, in seconds; negative while the ceiling is ahead, held at 0 before bootstrap.",
+        subsystem: "HLC",
+        kind: FamilyKind::Gauge(GaugeValue::Float),
+        dims: &[],
+        strides: &[],
+        series: 1,
+        cell_base: 733495,
+        cells_per_series: 1,
+        series_base: 947627,
+        closed_labels: &[],
+    },
+    FamilyDesc {
+        name: "elastickv_hlc_next_fenced_rejections_total",
+        help: "Timestamp requests refused because the HLC physical ceiling had expired (the fence fired).",
+        subsystem: "HLC",
+        kind: FamilyKind::Counter,
+        dims: &[],
+        strides: &[],
+        series: 1,
+        cell_base: 315733,
+        cells_per_series: 1,
+        series_base: 947628,
+        closed_labels: &[],
+    },
+    FamilyDesc {
+        name: "elastickv_fsm_cold_start_restore_total",
+        help: "Outcomes of the cold-start snapshot restore gate: `skipped` (state already current), `executed` (state was stale) or `fallback` (restored the safe way, with the reason); the reason is empty unless the outcome is `fallback`.",
+        subsystem: "Cold-start restore",
+        kind: FamilyKind::Counter,
+        dims: &[DomainId(1), DomainId(0)],
+        strides: &[33, 1],
+        series: 99,
+        cell_base: 315734,
+        cells_per_series: 1,
+        series_base: 947629,
+        closed_labels: &[],
+    },
+    FamilyDesc {
+        name: "elastickv_fsm_cold_start_applied_index_gap",
+        help: "Raft log entries between the snapshot index and the state machine's applied index at the last cold start, by outcome.",
+        subsystem: "Cold-start restore",
+        kind: FamilyKind::Gauge(GaugeValue::Integer),
+        dims: &[DomainId(1)],
+        strides: &[1],
+        series: 3,
+        cell_base: 733496,
+        cells_per_series: 1,
+        series_base: 947728,
+        closed_labels: &LABELS_72,
+    },
+    FamilyDesc {
+        name: "elastickv_sqs_throttled_requests_total",
+        help: "SQS requests refused by per-queue throttling, by queue and throttle bucket.",
+        subsystem: "SQS throttling",
+        kind: FamilyKind::Counter,
+        dims: &[DomainId(34), DomainId(33)],
+        strides: &[3, 1],
+        series: 1539,
+        cell_base: 315833,
+        cells_per_series: 1,
+        series_base: 947731,
+        closed_labels: &[],
+    },
+    FamilyDesc {
+        name: "elastickv_sqs_throttle_tokens_remaining",
+        help: "Tokens left in a queue's throttle bucket after its latest decision, by queue and throttle bucket.",
+        subsystem: "SQS throttling",
+        kind: FamilyKind::Gauge(GaugeValue::Float),
+        dims: &[DomainId(35), DomainId(33)],
+        strides: &[3, 1],
+        series: 1539,
+        cell_base: 733499,
+        cells_per_series: 1,
+        series_base: 949270,
+        closed_labels: &[],
+    },
+    FamilyDesc {
+        name: "elastickv_s3_put_admission_inflight_bytes",
+        help: "S3 PUT body bytes admitted on this node and not yet released after raft dispatch.",
+        subsystem: "S3",
+        kind: FamilyKind::Gauge(GaugeValue::Integer),
+        dims: &[],
+        strides: &[],
+        series: 1,
+        cell_base: 735038,
+        cells_per_series: 1,
+        series_base: 950809,
+        closed_labels: &[],
+    },
+    FamilyDesc {
+        name: "elastickv_s3_put_admission_rejections_total",
+        help: "S3 PUTs refused at admission, by admission stage and request protocol.",
+        subsystem: "S3",
+        kind: FamilyKind::Counter,
+        dims: &[DomainId(24), DomainId(23)],
+        strides: &[3, 1],
+        series: 9,
+        cell_base: 317372,
+        cells_per_series: 1,
+        series_base: 950810,
+        closed_labels: &LABELS_76,
+    },
+    FamilyDesc {
+        name: "elastickv_s3_put_admission_wait_seconds",
+        help: "Time an S3 PUT waited for a per-batch admission slot, by stage and protocol.",
+        subsystem: "S3",
+        kind: FamilyKind::Histogram(HistogramDesc { value: HistogramValue::Duration, bounds: &[500000, 1000000, 2500000, 5000000, 10000000, 25000000, 50000000, 100000000, 250000000, 500000000, 1000000000, 2000000000, 5000000000, 10000000000, 30000000000], le_text: &["0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2", "5", "10", "30"], le_openmetrics: &["0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.0", "5.0", "10.0", "30.0"], classic: true, native: Some(NativeDesc { schema: 3, zero_threshold: 1e-6, zero_threshold_units: 1000, min_key: -159, keys: 433, max_buckets: 160, unit: 1e-9, mantissas: &[0x172b83c7d517b, 0x306fe0a31b715, 0x4bfdad5362a27, 0x6a09e667f3bcd, 0x8ace5422aa0db, 0xae89f995ad3ad, 0xd5818dcfba487] }) }),
+        dims: &[DomainId(24), DomainId(23)],
+        strides: &[3, 1],
+        series: 9,
+        cell_base: 317381,
+        cells_per_series: 452,
+        series_base: 950819,
+        closed_labels: &LABELS_77,
+    },
+    FamilyDesc {
+        name: "elastickv_s3_blob_offload_write_decisions_total",
+        help: "S3 write-path decisions on offloading blobs, by chosen mode and reason.",
+        subsystem: "S3",
+        kind: FamilyKind::Counter,
+        dims: &[DomainId(26), DomainId(27)],
+        strides: &[5, 1],
+        series: 15,
+        cell_base: 321449,
+        cells_per_series: 1,
+        series_base: 950828,
+        closed_labels: &LABELS_78,
+    },
+    FamilyDesc {
+        name: "elastickv_s3_chunkblob_replication_degraded_total",
+        help: "S3 chunk-blob writes that missed the replication target but stayed recoverable.",
+        subsystem: "S3",
+        kind: FamilyKind::Counter,
+        dims: &[],
+        strides: &[],
+        series: 1,
+        cell_base: 321464,
+        cells_per_series: 1,
+        series_base: 950843,
+        closed_labels: &[],
+    },
+    FamilyDesc {
+        name: "elastickv_s3_chunkblob_sha_mismatch_total",
+        help: "S3 chunk-blob reads or writes refused because the payload did not match its SHA-256.",
+        subsystem: "S3",
+        kind: FamilyKind::Counter,
+        dims: &[],
+        strides: &[],
+        series: 1,
+        cell_base: 321465,
+        cells_per_series: 1,
+        series_base: 950844,
+        closed_labels: &[],
+    },
+    FamilyDesc {
+        name: "elastickv_s3_chunkblob_unrecoverable_total",
+        help: "S3 chunk-blob reads whose content no reachable peer could supply.",
+        subsystem: "S3",
+        kind: FamilyKind::Counter,
+        dims: &[],
+        strides: &[],
+        series: 1,
+        cell_base: 321466,
+        cells_per_series: 1,
+        series_base: 950845,
+        closed_labels: &[],
+    },
+    FamilyDesc {
+        name: "elastickv_s3_chunkblob_backfill_queue_depth",
+        help: "S3 chunk references waiting for asynchronous local blob backfill.",
+        subsystem: "S3",
+        kind: FamilyKind::Gauge(GaugeValue::Integer),
+        dims: &[],
+        strides: &[],
+        series: 1,
+        cell_base: 735039,
+        cells_per_series: 1,
+        series_base: 950846,
+        closed_labels: &[],
+    },
+    FamilyDesc {
+        name: "elastickv_s3_chunkblob_backfill_results_total",
+        help: "Outcomes of S3 chunk-blob backfill.",
+        subsystem: "S3",
+        kind: FamilyKind::Counter,
+        dims: &[DomainId(25)],
+        strides: &[1],
+        series: 6,
+        cell_base: 321467,
+        cells_per_series: 1,
+        series_base: 950847,
+        closed_labels: &LABELS_83,
+    },
+    FamilyDesc {
+        name: "elastickv_fs_file_pinned_hotspot_total",
+        help: "Split-planner skips because a hot range was pinned to one file, by reason.",
+        subsystem: "Filesystem",
+        kind: FamilyKind::Counter,
+        dims: &[DomainId(6)],
+        strides: &[1],
+        series: 2,
+        cell_base: 321473,
+        cells_per_series: 1,
+        series_base: 950853,
+        closed_labels: &LABELS_84,
+    },
+    FamilyDesc {
+        name: "elastickv_fs_file_multi_shard_detected_total",
+        help: "Active files newly seen with chunks on more than one shard group.",
+        subsystem: "Filesystem",
+        kind: FamilyKind::Counter,
+        dims: &[],
+        strides: &[],
+        series: 1,
+        cell_base: 321475,
+        cells_per_series: 1,
+        series_base: 950855,
+        closed_labels: &[],
+    },
+    FamilyDesc {
+        name: "elastickv_fs_file_multi_shard_current",
+        help: "Active files with chunks on more than one shard group right now.",
+        subsystem: "Filesystem",
+        kind: FamilyKind::Gauge(GaugeValue::Integer),
+        dims: &[],
+        strides: &[],
+        series: 1,
+        cell_base: 735040,
+        cells_per_series: 1,
+        series_base: 950856,
+        closed_labels: &[],
+    },
+    FamilyDesc {
+        name: "elastickv_fs_file_move_inflight",
+        help: "Whole-file migration jobs started and not yet finished.",
+        subsystem: "Filesystem",
+        kind: FamilyKind::Gauge(GaugeValue::Integer),
+        dims: &[],
+        strides: &[],
+        series: 1,
+        cell_base: 735041,
+        cells_per_series: 1,
+        series_base: 950857,
+        closed_labels: &[],
+    },
+    FamilyDesc {
+        name: "elastickv_fs_chunk_read_ops_total",
+        help: "Filesystem reads that may touch file chunks.",
+        subsystem: "Filesystem",
+        kind: FamilyKind::Counter,
+        dims: &[],
+        strides: &[],
+        series: 1,
+        cell_base: 321476,
+        cells_per_series: 1,
+        series_base: 950858,
+        closed_labels: &[],
+    },
+    FamilyDesc {
+        name: "elastickv_fs_chunk_write_ops_total",
+        help: "Filesystem writes that may change file chunks.",
+        subsystem: "Filesystem",
+        kind: FamilyKind::Counter,
+        dims: &[],
+        strides: &[],
+        series: 1,
+        cell_base: 321477,
+        cells_per_series: 1,
+        series_base: 950859,
+        closed_labels: &[],
+    },
+    FamilyDesc {
+        name: "elastickv_fs_chunk_read_latency_ms",
+        help: "Latency of filesystem reads, in milliseconds.",
+        subsystem: "Filesystem",
+        kind: FamilyKind::Histogram(HistogramDesc { value: HistogramValue::DurationMillis, bounds: &[250000, 500000, 1000000, 2000000, 4000000, 8000000, 16000000, 32000000, 64000000, 128000000, 256000000, 512000000], le_text: &["0.25", "0.5", "1", "2", "4", "8", "16", "32", "64", "128", "256", "512"], le_openmetrics: &["0.25", "0.5", "1.0", "2.0", "4.0", "8.0", "16.0", "32.0", "64.0", "128.0", "256.0", "512.0"], classic: true, native: Some(NativeDesc { schema: 3, zero_threshold: 0.001, zero_threshold_units: 1000, min_key: -79, keys: 433, max_buckets: 160, unit: 1e-6, mantissas: &[0x172b83c7d517b, 0x306fe0a31b715, 0x4bfdad5362a27, 0x6a09e667f3bcd, 0x8ace5422aa0db, 0xae89f995ad3ad, 0xd5818dcfba487] }) }),
+        dims: &[],
+        strides: &[],
+        series: 1,
+        cell_base: 321478,
+        cells_per_series: 449,
+        series_base: 950860,
+        closed_labels: &[],
+    },
+    FamilyDesc {
+        name: "elastickv_fs_chunk_write_latency_ms",
+        help: "Latency of filesystem writes, in milliseconds.",
+        subsystem: "Filesystem",
+        kind: FamilyKind::Histogram(HistogramDesc { value: HistogramValue::DurationMillis, bounds: &[250000, 500000, 1000000, 2000000, 4000000, 8000000, 16000000, 32000000, 64000000, 128000000, 256000000, 512000000], le_text: &["0.25", "0.5", "1", "2", "4", "8", "16", "32", "64", "128", "256", "512"], le_openmetrics: &["0.25", "0.5", "1.0", "2.0", "4.0", "8.0", "16.0", "32.0", "64.0", "128.0", "256.0", "512.0"], classic: true, native: Some(NativeDesc { schema: 3, zero_threshold: 0.001, zero_threshold_units: 1000, min_key: -79, keys: 433, max_buckets: 160, unit: 1e-6, mantissas: &[0x172b83c7d517b, 0x306fe0a31b715, 0x4bfdad5362a27, 0x6a09e667f3bcd, 0x8ace5422aa0db, 0xae89f995ad3ad, 0xd5818dcfba487] }) }),
+        dims: &[],
+        strides: &[],
+        series: 1,
+        cell_base: 321927,
+        cells_per_series: 449,
+        series_base: 950861,
+        closed_labels: &[],
+    },
+    FamilyDesc {
+        name: "elastickv_fs_home_epoch_conflict_total",
+        help: "Filesystem mutations refused because the file's home was moving or changed epoch.",
+        subsystem: "Filesystem",
+        kind: FamilyKind::Counter,
+        dims: &[],
+        strides: &[],
+        series: 1,
+        cell_base: 322376,
+        cells_per_series: 1,
+        series_base: 950862,
+        closed_labels: &[],
+    },
+    FamilyDesc {
+        name: "elastickv_fs_open_handle_lease_active",
+        help: "Durable open-handle leases held right now.",
+        subsystem: "Filesystem",
+        kind: FamilyKind::Gauge(GaugeValue::Integer),
+        dims: &[],
+        strides: &[],
+        series: 1,
+        cell_base: 735042,
+        cells_per_series: 1,
+        series_base: 950863,
+        closed_labels: &[],
+    },
+    FamilyDesc {
+        name: "elastickv_fs_orphan_inode_gc_pending",
+        help: "Orphaned inodes waiting for final garbage collection.",
+        subsystem: "Filesystem",
+        kind: FamilyKind::Gauge(GaugeValue::Integer),
+        dims: &[],
+        strides: &[],
+        series: 1,
+        cell_base: 735043,
+        cells_per_series: 1,
+        series_base: 950864,
+        closed_labels: &[],
+    },
+    FamilyDesc {
+        name: "elastickv_fs_inode_id_collision_retry_total",
+        help: "Inode allocations retried because the id was reserved or taken.",
+        subsystem: "Filesystem",
+        kind: FamilyKind::Counter,
+        dims: &[],
+        strides: &[],
+        series: 1,
+        cell_base: 322377,
+        cells_per_series: 1,
+        series_base: 950865,
+        closed_labels: &[],
+    },
+    FamilyDesc {
+        name: "elastickv_fs_files_by_group",
+        help: "Active files by owning shard group.",
+        subsystem: "Filesystem",
+        kind: FamilyKind::Gauge(GaugeValue::Integer),
+        dims: &[DomainId(5)],
+        strides: &[1],
+        series: 257,
+        cell_base: 735044,
+        cells_per_series: 1,
+        series_base: 950866,
         closed_labels: &[],
     },
     FamilyDesc {
@@ -2527,13 +3860,13 @@ static FAMILIES: [FamilyDesc; 59] = [
         help: "Reads of a polled source (raft engine, LSM, MVCC store, SQS) that produced nothing, by collector and reason; the poll went on with the other sources. Not part of the reference package.",
         subsystem: "Self-monitoring",
         kind: FamilyKind::Counter,
-        dims: &[DomainId(9), DomainId(10)],
+        dims: &[DomainId(13), DomainId(14)],
         strides: &[3, 1],
-        series: 15,
-        cell_base: 314957,
+        series: 21,
+        cell_base: 322378,
         cells_per_series: 1,
-        series_base: 947360,
-        closed_labels: &LABELS_58,
+        series_base: 951123,
+        closed_labels: &LABELS_97,
     },
 ];
 

@@ -72,10 +72,10 @@ pub fn markdown(m: &Manifest) -> String {
                 })
                 .collect();
             let buckets = if f.kind.is_histogram() {
-                let unit = if f.kind == Kind::HistogramDuration {
-                    " (s)"
-                } else {
-                    ""
+                let unit = match f.kind {
+                    Kind::HistogramDuration => " (s)",
+                    Kind::HistogramDurationMillis => " (ms)",
+                    _ => "",
                 };
                 let classic = f
                     .buckets

@@ -278,13 +278,17 @@ pub fn rust(m: &Manifest, runtime: &str) -> String {
             Kind::Counter => "FamilyKind::Counter".to_string(),
             Kind::GaugeInteger => "FamilyKind::Gauge(GaugeValue::Integer)".to_string(),
             Kind::GaugeFloat => "FamilyKind::Gauge(GaugeValue::Float)".to_string(),
-            Kind::HistogramDuration | Kind::HistogramInteger => {
-                let duration = f.kind == Kind::HistogramDuration;
+            Kind::HistogramDuration | Kind::HistogramDurationMillis | Kind::HistogramInteger => {
+                let (scale, value) = match f.kind {
+                    Kind::HistogramDuration => (1e9, "Duration"),
+                    Kind::HistogramDurationMillis => (1e6, "DurationMillis"),
+                    _ => (1.0, "Integer"),
+                };
                 let bounds: Vec<String> = f
                     .buckets
                     .iter()
                     .map(|b| {
-                        let units = if duration { (b * 1e9).round() } else { *b };
+                        let units = (b * scale).round();
                         format!("{}", units as u64)
                     })
                     .collect();
@@ -299,14 +303,14 @@ pub fn rust(m: &Manifest, runtime: &str) -> String {
                             n.schema,
                             n.zero_threshold,
                             n.max_buckets,
-                            if duration { 1e-9 } else { 1.0 },
+                            super::model::unit(f.kind),
                             mantissas.join(", ")
                         )
                     }
                 };
                 format!(
                     "FamilyKind::Histogram(HistogramDesc {{ value: HistogramValue::{}, bounds: &[{}], le_text: {}, le_openmetrics: {}, classic: {}, native: {native} }})",
-                    if duration { "Duration" } else { "Integer" },
+                    value,
                     bounds.join(", "),
                     str_list(f.buckets.iter().map(|b| format_f64(*b))),
                     str_list(f.buckets.iter().map(|b| format_f64_openmetrics(*b))),

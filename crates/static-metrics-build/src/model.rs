@@ -100,6 +100,8 @@ pub enum Kind {
     GaugeFloat,
     /// Histogram of durations (nanoseconds in storage, seconds exported).
     HistogramDuration,
+    /// Histogram of durations (nanoseconds in storage, milliseconds exported).
+    HistogramDurationMillis,
     /// Histogram of integers.
     HistogramInteger,
 }
@@ -110,13 +112,18 @@ impl Kind {
         match self {
             Kind::Counter => "counter",
             Kind::GaugeInteger | Kind::GaugeFloat => "gauge",
-            Kind::HistogramDuration | Kind::HistogramInteger => "histogram",
+            Kind::HistogramDuration | Kind::HistogramDurationMillis | Kind::HistogramInteger => {
+                "histogram"
+            }
         }
     }
 
     /// Whether this is a histogram kind.
     pub fn is_histogram(self) -> bool {
-        matches!(self, Kind::HistogramDuration | Kind::HistogramInteger)
+        matches!(
+            self,
+            Kind::HistogramDuration | Kind::HistogramDurationMillis | Kind::HistogramInteger
+        )
     }
 }
 
@@ -872,9 +879,10 @@ fn parse_family(
         "histogram" => {
             match value_text.as_ref().map(|(v, s)| (v.as_str(), s.clone())) {
                 Some(("duration", _)) => Kind::HistogramDuration,
+                Some(("duration_ms", _)) => Kind::HistogramDurationMillis,
                 Some(("integer", _)) => Kind::HistogramInteger,
                 Some((other, vspan)) => {
-                    cx.error(vspan, format!("{what}: histogram `value` must be \"duration\" or \"integer\", not \"{other}\""));
+                    cx.error(vspan, format!("{what}: histogram `value` must be \"duration\", \"duration_ms\" or \"integer\", not \"{other}\""));
                     return None;
                 }
                 None => {
@@ -983,10 +991,20 @@ fn parse_family(
 
 /// Storage units per exported unit of a histogram kind.
 fn scale(kind: Kind) -> f64 {
-    if kind == Kind::HistogramDuration {
-        1e9
-    } else {
-        1.0
+    match kind {
+        Kind::HistogramDuration => 1e9,
+        Kind::HistogramDurationMillis => 1e6,
+        _ => 1.0,
+    }
+}
+
+/// Exported units per storage unit (the inverse of [`scale`]), as the literal the generated
+/// `NativeDesc::unit` carries, so that build and run time compute the same keys.
+pub fn unit(kind: Kind) -> f64 {
+    match kind {
+        Kind::HistogramDuration => 1e-9,
+        Kind::HistogramDurationMillis => 1e-6,
+        _ => 1.0,
     }
 }
 
@@ -995,11 +1013,7 @@ fn scale(kind: Kind) -> f64 {
 pub fn native_layout(kind: Kind, native: &Native) -> (u64, i32, u32, Vec<u64>) {
     let scale = scale(kind);
     // The literal the generated `NativeDesc::unit` carries, so build and run time agree.
-    let unit = if kind == Kind::HistogramDuration {
-        1e-9
-    } else {
-        1.0
-    };
+    let unit = unit(kind);
     // `as` saturates: a threshold above every storable value puts everything in the zero bucket.
     let zero_units = (native.zero_threshold * scale).floor() as u64;
     let mantissas = native_mantissas(native.schema);
@@ -1225,6 +1239,14 @@ fn parse_buckets(
                 cx.error(item.span(), format!("{what}: bucket bound {bound} is not an integer, but this histogram observes integers"));
                 *ok = false;
                 continue;
+            }
+            Kind::HistogramDurationMillis => {
+                let nanos = bound * 1e6;
+                if nanos > 1.8e19 || (nanos - nanos.round()).abs() > 1e-6 * nanos.max(1.0) {
+                    cx.error(item.span(), format!("{what}: bucket bound {bound} ms is not a whole number of nanoseconds below 584 years"));
+                    *ok = false;
+                    continue;
+                }
             }
             Kind::HistogramDuration => {
                 let nanos = bound * 1e9;

@@ -117,6 +117,9 @@ pub enum HistogramValue {
     Duration,
     /// Non-negative integers (bytes, counts).
     Integer,
+    /// `Duration`s, stored as integer nanoseconds and rendered in milliseconds (for families
+    /// whose wire contract is a `_ms` histogram).
+    DurationMillis,
 }
 
 /// Bucket layout of a histogram family.
@@ -231,10 +234,12 @@ fn native_key_with(
 }
 
 impl HistogramDesc {
-    /// Storage units per exported unit (1e9 for durations, 1 otherwise).
+    /// Storage units per exported unit (1e9 for durations, 1e6 for millisecond durations, 1
+    /// otherwise).
     pub const fn scale(&self) -> f64 {
         match self.value {
             HistogramValue::Duration => 1e9,
+            HistogramValue::DurationMillis => 1e6,
             HistogramValue::Integer => 1.0,
         }
     }

@@ -362,7 +362,7 @@ fn write_histogram(
     };
     put_u64_field(out, H_SAMPLE_COUNT, count);
     let sum = match desc.value {
-        HistogramValue::Duration => h.sum_f64(),
+        HistogramValue::Duration | HistogramValue::DurationMillis => h.sum_f64(),
         HistogramValue::Integer => h.sum() as f64,
     };
     put_double(out, H_SAMPLE_SUM, sum);

@@ -249,7 +249,9 @@ impl Encoder {
         let sum = u128::from(lo) | (u128::from(hi) << 64);
         self.sample_head(family.name, b"_sum{", out);
         match desc.value {
-            HistogramValue::Duration => write_f64(out, sum as f64 / desc.scale()),
+            HistogramValue::Duration | HistogramValue::DurationMillis => {
+                write_f64(out, sum as f64 / desc.scale())
+            }
             HistogramValue::Integer if hi == 0 => put_u64(out, lo),
             HistogramValue::Integer => write_f64(out, sum as f64),
         }
