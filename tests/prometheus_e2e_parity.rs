@@ -1,7 +1,7 @@
 //! Upstream `d9a031d` dashboards and alert rules against the demo node under a real
-//! Prometheus: `promtool check rules` on the vendored `filesystem.yml`, the rule file loaded
-//! by Prometheus and every rule healthy, and every panel expression of the seven vendored
-//! dashboards evaluated against the scraped node (without error; and with data, except panels
+//! Prometheus: `promtool check rules` on `tests/parity/rules/filesystem.yml` (upstream's alert
+//! conditions), the rule file loaded by Prometheus and every rule healthy, and every panel
+//! expression of upstream's seven dashboards (`tests/parity/panel_queries.txt`) evaluated against the scraped node (without error; and with data, except panels
 //! that query another process (`proxy_*`) or a name no registry defines).
 //!
 //! Needs `prometheus` and `promtool` (see tests/prometheus_e2e.rs); without them it passes
@@ -18,54 +18,17 @@ use e2e::{http_get, query, start_node, start_prometheus, tool, values, wait_for,
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/parity");
 
-/// Every `"expr"` string of a Grafana dashboard, JSON-unescaped.
-fn dashboard_exprs(json: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = json;
-    while let Some(at) = rest.find("\"expr\"") {
-        rest = &rest[at + 6..];
-        let Some(open) = rest.find('"') else { break };
-        if !rest[..open]
-            .trim()
-            .trim_start_matches(':')
-            .trim()
-            .is_empty()
-        {
-            continue;
-        }
-        let mut s = String::new();
-        let mut chars = rest[open + 1..].char_indices();
-        let mut end = 0;
-        while let Some((i, c)) = chars.next() {
-            match c {
-                '"' => {
-                    end = open + 1 + i + 1;
-                    break;
-                }
-                '\\' => match chars.next().map(|(_, c)| c) {
-                    Some('n') => s.push('\n'),
-                    Some('t') => s.push('\t'),
-                    Some('u') => {
-                        let hex: String = (0..4)
-                            .filter_map(|_| chars.next().map(|(_, c)| c))
-                            .collect();
-                        if let Some(c) = u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32)
-                        {
-                            s.push(c);
-                        }
-                    }
-                    Some(c) => s.push(c),
-                    None => break,
-                },
-                c => s.push(c),
-            }
-        }
-        rest = &rest[end.max(1)..];
-        if !s.trim().is_empty() {
-            out.push(s);
-        }
-    }
-    out
+/// The panel expressions of `panel_queries.txt`: `(dashboard, expression)` per line.
+fn panel_queries() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(Path::new(FIXTURES).join("panel_queries.txt"))
+        .expect("tests/parity/panel_queries.txt");
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (dashboard, expr) = l.split_once('\t').expect("dashboard<TAB>expression");
+            (dashboard.to_string(), expr.to_string())
+        })
+        .collect()
 }
 
 /// Grafana template variables replaced as a dashboard with "All" selected would.
@@ -201,22 +164,21 @@ fn upstream_rules_and_dashboards_evaluate_against_the_demo_node() {
     };
     let mut empty = Vec::new();
     let mut checked = 0;
-    for entry in std::fs::read_dir(Path::new(FIXTURES).join("dashboards")).unwrap() {
-        let path = entry.unwrap().path();
-        let json = std::fs::read_to_string(&path).unwrap();
-        for raw in dashboard_exprs(&json) {
-            let expr = instantiate(&raw);
-            let body = query(&prometheus, &expr);
-            let mentioned = names(&raw);
-            let ours = !mentioned.is_empty() && mentioned.iter().all(|n| defines(n));
-            if ours {
-                checked += 1;
-                if !body.contains("\"value\":[") {
-                    empty.push(format!(
-                        "{}: {expr}",
-                        path.file_name().unwrap().to_string_lossy()
-                    ));
-                }
+    let panels = panel_queries();
+    assert_eq!(
+        panels.len(),
+        185,
+        "every panel target of the seven dashboards"
+    );
+    for (dashboard, raw) in &panels {
+        let expr = instantiate(raw);
+        let body = query(&prometheus, &expr);
+        let mentioned = names(raw);
+        let ours = !mentioned.is_empty() && mentioned.iter().all(|n| defines(n));
+        if ours {
+            checked += 1;
+            if !body.contains("\"value\":[") {
+                empty.push(format!("{dashboard}: {expr}"));
             }
         }
     }
