@@ -262,7 +262,10 @@ fn raft_and_sqs_failures_are_counted_per_collector() {
 
     struct PanickingQueues;
     impl SqsDepthSource for PanickingQueues {
-        fn snapshot_queue_depths(&self, _: &CancellationToken) -> (Vec<SqsQueueDepth>, bool) {
+        fn snapshot_queue_depths(
+            &self,
+            _: &CancellationToken,
+        ) -> (Option<Vec<SqsQueueDepth>>, bool) {
             panic!("queue catalog unavailable")
         }
     }

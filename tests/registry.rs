@@ -318,14 +318,17 @@ impl RaftConfigurationReader for Group {
 
 struct Queues;
 impl SqsDepthSource for Queues {
-    fn snapshot_queue_depths(&self, _cancel: &CancellationToken) -> (Vec<SqsQueueDepth>, bool) {
+    fn snapshot_queue_depths(
+        &self,
+        _cancel: &CancellationToken,
+    ) -> (Option<Vec<SqsQueueDepth>>, bool) {
         (
-            vec![SqsQueueDepth {
+            Some(vec![SqsQueueDepth {
                 queue: "orders.fifo".into(),
                 visible: 5,
                 not_visible: 2,
                 delayed: 1,
-            }],
+            }]),
             true,
         )
     }

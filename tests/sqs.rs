@@ -80,14 +80,20 @@ fn snapshot(queue: &str, visible: i64, not_visible: i64, delayed: i64) -> SqsQue
 /// A depth source that plays back scripted ticks (repeating the last one) and counts calls.
 #[derive(Default)]
 struct Scripted {
-    ticks: Mutex<VecDeque<(Vec<SqsQueueDepth>, bool)>>,
-    last: Mutex<Option<(Vec<SqsQueueDepth>, bool)>>,
+    ticks: Mutex<VecDeque<(Option<Vec<SqsQueueDepth>>, bool)>>,
+    last: Mutex<Option<(Option<Vec<SqsQueueDepth>>, bool)>>,
     calls: AtomicUsize,
     last_token: Mutex<Option<CancellationToken>>,
 }
 
 impl Scripted {
+    /// Ticks that each produced a snapshot (`ok` says whether it succeeded).
     fn new(ticks: Vec<(Vec<SqsQueueDepth>, bool)>) -> Arc<Scripted> {
+        Scripted::with(ticks.into_iter().map(|(s, ok)| (Some(s), ok)).collect())
+    }
+
+    /// Ticks in the source's full form: `None` is "not emitting".
+    fn with(ticks: Vec<(Option<Vec<SqsQueueDepth>>, bool)>) -> Arc<Scripted> {
         Arc::new(Scripted {
             ticks: Mutex::new(ticks.into()),
             ..Scripted::default()
@@ -96,14 +102,17 @@ impl Scripted {
 }
 
 impl SqsDepthSource for Scripted {
-    fn snapshot_queue_depths(&self, cancel: &CancellationToken) -> (Vec<SqsQueueDepth>, bool) {
+    fn snapshot_queue_depths(
+        &self,
+        cancel: &CancellationToken,
+    ) -> (Option<Vec<SqsQueueDepth>>, bool) {
         self.calls.fetch_add(1, Ordering::SeqCst);
         *self.last_token.lock().unwrap() = Some(cancel.clone());
         let mut last = self.last.lock().unwrap();
         if let Some(tick) = self.ticks.lock().unwrap().pop_front() {
             *last = Some(tick);
         }
-        last.clone().unwrap_or((Vec::new(), true))
+        last.clone().unwrap_or((Some(Vec::new()), true))
     }
 }
 
@@ -713,7 +722,10 @@ fn observe_once_uses_an_uncancelled_token() {
 fn panicking_source_is_a_skipped_tick() {
     struct Boom;
     impl SqsDepthSource for Boom {
-        fn snapshot_queue_depths(&self, _: &CancellationToken) -> (Vec<SqsQueueDepth>, bool) {
+        fn snapshot_queue_depths(
+            &self,
+            _: &CancellationToken,
+        ) -> (Option<Vec<SqsQueueDepth>>, bool) {
             panic!("catalog exploded")
         }
     }
@@ -902,4 +914,64 @@ fn depth_values_never_cross_a_slot_reuse_during_scrapes() {
     // Not asserted (scheduling decides): how many scrapes caught a queue between its
     // admission and its removal.
     eprintln!("{written} queues written, {exported} depth samples checked");
+}
+
+// --- upstream d9a031d: a source that is not emitting ----------------------------------------
+
+/// A missing snapshot (`None`, a follower or a leader that stepped down) clears every depth
+/// gauge and every throttle token gauge, leaving the throttled-request counters; an empty
+/// snapshot is the usual diff (depth gauges of omitted queues go, token gauges stay, since an
+/// omitted queue may be a scan miss); a failed tick changes nothing; and after clearing, the
+/// next snapshot starts from nothing.
+#[test]
+fn a_source_that_stops_emitting_clears_depth_and_token_gauges() {
+    const TOKENS: &str = "elastickv_sqs_throttle_tokens_remaining";
+    const THROTTLED: &str = "elastickv_sqs_throttled_requests_total";
+    let registry = registry();
+    let depth = registry.sqs_observer();
+    let throttle = registry.sqs_throttle_observer();
+    let orders = || vec![snapshot("orders", 5, 2, 1), snapshot("audio", 1, 0, 0)];
+    depth.observe_once(Some(&*Scripted::new(vec![(orders(), true)])));
+    throttle.observe_throttle_decision("orders", "send", 3.0, true);
+    throttle.observe_throttle_decision("billing", "receive", 7.0, false);
+    let expo = scrape(&registry);
+    assert_eq!(depths(&expo, "orders"), Some([5.0, 2.0, 1.0]));
+    assert_eq!(count(&expo, TOKENS), 2);
+    assert_eq!(count(&expo, THROTTLED), 1);
+
+    // An empty snapshot: depth gauges forgotten, token gauges kept.
+    depth.observe_once(Some(&*Scripted::new(vec![(Vec::new(), true)])));
+    let expo = scrape(&registry);
+    assert_eq!(depths(&expo, "orders"), None);
+    assert_eq!(count(&expo, DEPTH), 0);
+    assert_eq!(
+        count(&expo, TOKENS),
+        2,
+        "an empty snapshot keeps token gauges"
+    );
+
+    // A leader again, then a failed tick: nothing changes.
+    depth.observe_once(Some(&*Scripted::new(vec![(orders(), true)])));
+    depth.observe_once(Some(&*Scripted::with(vec![(None, false)])));
+    let expo = scrape(&registry);
+    assert_eq!(depths(&expo, "audio"), Some([1.0, 0.0, 0.0]));
+    assert_eq!(count(&expo, TOKENS), 2);
+
+    // Not emitting: every depth and token gauge goes; the counter stays.
+    depth.observe_once(Some(&*Scripted::with(vec![(None, true)])));
+    let expo = scrape(&registry);
+    assert_eq!(count(&expo, DEPTH), 0, "depth gauges cleared");
+    assert_eq!(count(&expo, TOKENS), 0, "token gauges cleared");
+    assert_eq!(count(&expo, THROTTLED), 1, "counters are never removed");
+
+    // Nothing is remembered: the next snapshot emits from scratch, and a queue omitted from it
+    // is not "forgotten" twice.
+    depth.observe_once(Some(&*Scripted::new(vec![(
+        vec![snapshot("audio", 4, 0, 0)],
+        true,
+    )])));
+    let expo = scrape(&registry);
+    assert_eq!(depths(&expo, "audio"), Some([4.0, 0.0, 0.0]));
+    assert_eq!(depths(&expo, "orders"), None);
+    assert_eq!(count(&expo, DEPTH), 3);
 }

@@ -298,7 +298,9 @@ impl Registry {
         }
         self.inner
             .sqs_depth
-            .get_or_init(|| SqsDepthObserver::new(self.sqs_partition_observer()))
+            .get_or_init(|| {
+                SqsDepthObserver::new(self.sqs_partition_observer(), self.sqs_throttle_observer())
+            })
             .clone()
     }
 

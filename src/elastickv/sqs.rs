@@ -23,6 +23,7 @@ use crate::manifest::schema::Slot;
 use crate::storage::Store;
 
 use super::poll::{self, SourceReader};
+use super::sqs_throttle::SqsThrottleObserver;
 
 /// Depth values in `SqsDepthState::ALL` order: visible, not visible, delayed.
 type Depths = [i64; 3];
@@ -242,11 +243,23 @@ pub struct SqsQueueDepth {
 
 /// Produces the per-tick queue-depth snapshot (SPEC 5.5).
 pub trait SqsDepthSource: Send + Sync {
-    /// `(snapshots, true)` for a snapshot that was produced, possibly empty (a follower, or a
-    /// leader without queues: every queue reported before is forgotten); `(_, false)` when none
-    /// could be produced this tick (the observer then changes nothing). `cancel` is the
-    /// poller's cancellation token (never cancelled for [`SqsDepthObserver::observe_once`]).
-    fn snapshot_queue_depths(&self, cancel: &CancellationToken) -> (Vec<SqsQueueDepth>, bool);
+    /// One tick's snapshot, with upstream's (`d9a031d`) three states:
+    ///
+    /// - `(Some(snapshots), true)`: a snapshot was produced, possibly empty (a leader with or
+    ///   without queues). The depth gauges follow it; queues it omits are forgotten. Token
+    ///   gauges are kept: an omitted queue may be a per-queue scan miss.
+    /// - `(None, true)`: this source is not emitting (a follower, or a leader that stepped
+    ///   down). Every depth gauge and every throttle token gauge is cleared, so a former leader
+    ///   stops exporting stale SQS series.
+    /// - `(_, false)`: no snapshot could be produced this tick; the observer changes nothing
+    ///   and the next good tick diffs against the last good one.
+    ///
+    /// `cancel` is the poller's cancellation token (never cancelled for
+    /// [`SqsDepthObserver::observe_once`]).
+    fn snapshot_queue_depths(
+        &self,
+        cancel: &CancellationToken,
+    ) -> (Option<Vec<SqsQueueDepth>>, bool);
 }
 
 /// Polls a [`SqsDepthSource`] and mirrors it into the depth gauges, forgetting queues that
@@ -263,9 +276,9 @@ pub trait SqsDepthSource: Send + Sync {
 ///
 /// struct Leader;
 /// impl SqsDepthSource for Leader {
-///     fn snapshot_queue_depths(&self, _: &CancellationToken) -> (Vec<SqsQueueDepth>, bool) {
+///     fn snapshot_queue_depths(&self, _: &CancellationToken) -> (Option<Vec<SqsQueueDepth>>, bool) {
 ///         let orders = SqsQueueDepth { queue: "orders".into(), visible: 5, not_visible: 2, delayed: 1 };
-///         (vec![orders], true)
+///         (Some(vec![orders]), true)
 ///     }
 /// }
 ///
@@ -277,6 +290,8 @@ pub trait SqsDepthSource: Send + Sync {
 #[derive(Clone, Default)]
 pub struct SqsDepthObserver {
     metrics: SqsMetrics,
+    /// Cleared with the depth gauges when the source stops emitting.
+    throttle: SqsThrottleObserver,
     /// Reads the source with a deadline, counting failures (`None` on the no-op observer).
     reader: Option<Arc<SourceReader>>,
     /// Queue names of the last successful snapshot. Held for a whole poll, which serialises
@@ -293,7 +308,7 @@ impl fmt::Debug for SqsDepthObserver {
 }
 
 impl SqsDepthObserver {
-    pub(crate) fn new(metrics: SqsMetrics) -> Self {
+    pub(crate) fn new(metrics: SqsMetrics, throttle: SqsThrottleObserver) -> Self {
         let reader = metrics.inner.as_ref().map(|inner| {
             Arc::new(SourceReader::new(
                 MonitoringCollector::SqsDepth,
@@ -302,6 +317,7 @@ impl SqsDepthObserver {
         });
         SqsDepthObserver {
             metrics,
+            throttle,
             reader,
             last_seen: Arc::default(),
         }
@@ -351,13 +367,25 @@ impl SqsDepthObserver {
     }
 
     /// Applies one read of the source: `None` (the read failed) and `ok == false` both skip
-    /// the tick, keeping the gauges and the last good state to diff against.
-    fn apply(&self, last_seen: &mut HashSet<String>, read: Option<(Vec<SqsQueueDepth>, bool)>) {
+    /// the tick, keeping the gauges and the last good state to diff against; a source that is
+    /// not emitting clears every depth and token gauge.
+    fn apply(
+        &self,
+        last_seen: &mut HashSet<String>,
+        read: Option<(Option<Vec<SqsQueueDepth>>, bool)>,
+    ) {
         if self.metrics.inner.is_none() {
             return;
         }
         let snapshots = match read {
-            Some((snapshots, true)) => snapshots,
+            Some((Some(snapshots), true)) => snapshots,
+            Some((None, true)) => {
+                for gone in last_seen.drain() {
+                    self.metrics.forget_queue(&gone);
+                }
+                self.throttle.forget_all_token_gauges();
+                return;
+            }
             Some((_, false)) | None => return,
         };
         let current: HashSet<String> = snapshots

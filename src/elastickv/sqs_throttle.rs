@@ -138,6 +138,24 @@ impl SqsThrottleObserver {
         }
     }
 
+    /// Removes every token gauge of every queue (the depth source stopped emitting: a node
+    /// that is no longer leader); the counters stay.
+    pub fn forget_all_token_gauges(&self) {
+        let Some(inner) = &self.inner else { return };
+        let mut state = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        let queues: Vec<String> = state
+            .tracked
+            .keys()
+            .chain(state.overflow.keys())
+            .cloned()
+            .collect();
+        for queue in queues {
+            for action in SqsThrottleAction::ALL {
+                Self::forget(inner.store, &mut state, &queue, action);
+            }
+        }
+    }
+
     /// Removes every token gauge of `queue` (a deleted queue); its counters stay.
     pub fn forget_queue(&self, queue: &str) {
         self.sync_throttle_actions(queue, &[]);

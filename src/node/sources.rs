@@ -478,7 +478,10 @@ impl Default for Queues {
 }
 
 impl SqsDepthSource for Queues {
-    fn snapshot_queue_depths(&self, _cancel: &CancellationToken) -> (Vec<SqsQueueDepth>, bool) {
+    fn snapshot_queue_depths(
+        &self,
+        _cancel: &CancellationToken,
+    ) -> (Option<Vec<SqsQueueDepth>>, bool) {
         let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let (tick, rng) = &mut *guard;
         *tick += 1;
@@ -500,6 +503,6 @@ impl SqsDepthSource for Queues {
                 delayed: 0,
             });
         }
-        (queues, true)
+        (Some(queues), true)
     }
 }
