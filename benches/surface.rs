@@ -321,5 +321,84 @@ fn lease(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, redis, dynamodb, lua, lease);
+/// The inline observers upstream `d9a031d` added (issue 11): S3 admission and offload, the
+/// filesystem chunk latency (a millisecond histogram, classic and native), and the SQS
+/// throttle decision (which also tracks the token gauge's queue under a lock, as upstream's
+/// does).
+fn upstream_observers(c: &mut Criterion) {
+    let registry = Registry::new("n1", "10.0.0.1:50051");
+    let s3 = registry.s3_observer();
+    let fs = registry.filesystem_observer();
+    let throttle = registry.sqs_throttle_observer();
+    let wait = Duration::from_micros(1_700);
+    let s3_wait = prom_histogram(
+        "elastickv_s3_put_admission_wait_seconds",
+        &[
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0,
+            30.0,
+        ],
+        &["stage", "protocol"],
+    );
+    let fs_read = Histogram::with_opts(
+        HistogramOpts::new("elastickv_fs_chunk_read_latency_ms", "ms").buckets(vec![
+            0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0,
+        ]),
+    )
+    .expect("valid histogram");
+    let offload = prom_counter(
+        "elastickv_s3_blob_offload_write_decisions_total",
+        &["mode", "reason"],
+    );
+    let throttled = prom_counter(
+        "elastickv_sqs_throttled_requests_total",
+        &["queue", "action"],
+    );
+    let tokens = prometheus::GaugeVec::new(
+        Opts::new("elastickv_sqs_throttle_tokens_remaining", "tokens"),
+        &["queue", "action"],
+    )
+    .expect("valid gauge");
+
+    let mut g = c.benchmark_group("upstream_observers");
+    g.bench_function("s3_admission_wait/elastickv", |b| {
+        b.iter(|| s3.observe_put_admission_wait(black_box("perbatch"), "chunked", wait))
+    });
+    g.bench_function("s3_admission_wait/prometheus", |b| {
+        b.iter(|| {
+            s3_wait
+                .with_label_values(&[black_box("perbatch"), "chunked"])
+                .observe(wait.as_secs_f64())
+        })
+    });
+    g.bench_function("s3_offload_decision/elastickv", |b| {
+        b.iter(|| s3.observe_blob_offload_decision(black_box("offload"), "enabled"))
+    });
+    g.bench_function("s3_offload_decision/prometheus", |b| {
+        b.iter(|| {
+            offload
+                .with_label_values(&[black_box("offload"), "enabled"])
+                .inc()
+        })
+    });
+    g.bench_function("fs_chunk_read/elastickv", |b| {
+        b.iter(|| fs.observe_chunk_read(black_box(wait)))
+    });
+    g.bench_function("fs_chunk_read/prometheus", |b| {
+        b.iter(|| fs_read.observe(black_box(wait).as_secs_f64() * 1e3))
+    });
+    g.bench_function("sqs_throttle_decision/elastickv", |b| {
+        b.iter(|| throttle.observe_throttle_decision(black_box("orders.fifo"), "send", 3.0, true))
+    });
+    g.bench_function("sqs_throttle_decision/prometheus", |b| {
+        b.iter(|| {
+            let queue = black_box("orders.fifo");
+            tokens.with_label_values(&[queue, "send"]).set(3.0);
+            throttled.with_label_values(&[queue, "send"]).inc()
+        })
+    });
+    atomic_floor(&mut g);
+    g.finish();
+}
+
+criterion_group!(benches, redis, dynamodb, lua, lease, upstream_observers);
 criterion_main!(benches);
