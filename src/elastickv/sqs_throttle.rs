@@ -2,9 +2,10 @@
 //! `d9a031d`): throttled-request counters and per-queue token gauges, each with a 512-queue
 //! budget of its own.
 
-use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
+
+use ahash::AHashMap;
 
 use crate::manifest::domain::{
     SqsThrottleAction, SQS_THROTTLE_COUNTER_QUEUE, SQS_THROTTLE_GAUGE_QUEUE,
@@ -33,12 +34,41 @@ struct Inner {
     state: Mutex<State>,
 }
 
+/// The actions of one queue that have a token gauge, one bit per [`SqsThrottleAction`]: the
+/// decision path runs under the state lock on every call, so it stays a bit operation rather
+/// than a set insert.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+struct Actions(u8);
+
+impl Actions {
+    fn of(action: SqsThrottleAction) -> Self {
+        Actions(1 << action.index())
+    }
+    fn insert(&mut self, action: SqsThrottleAction) {
+        self.0 |= Self::of(action).0;
+    }
+    /// Whether `action` was present.
+    fn remove(&mut self, action: SqsThrottleAction) -> bool {
+        let had = self.contains(action);
+        self.0 &= !Self::of(action).0;
+        had
+    }
+    fn contains(self, action: SqsThrottleAction) -> bool {
+        self.0 & Self::of(action).0 != 0
+    }
+    fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// The gauge budget's bookkeeping. Keyed with ahash: queue names come from clients, and the
+/// lookup is most of the time spent under the lock.
 #[derive(Default)]
 struct State {
     /// Queues with a gauge slot of their own, and their actions with a gauge.
-    tracked: HashMap<String, (Slot, HashSet<SqsThrottleAction>)>,
+    tracked: AHashMap<Box<str>, (Slot, Actions)>,
     /// Queues collapsed onto `_other`, and their actions.
-    overflow: HashMap<String, HashSet<SqsThrottleAction>>,
+    overflow: AHashMap<Box<str>, Actions>,
 }
 
 impl SqsThrottleObserver {
@@ -85,13 +115,11 @@ impl SqsThrottleObserver {
             let queues = store.open(SQS_THROTTLE_GAUGE_QUEUE);
             let (slot, _) = queues.acquire(&[queue]);
             if slot == queues.overflow() {
-                state
-                    .overflow
-                    .insert(queue.to_string(), HashSet::from([action]));
+                state.overflow.insert(queue.into(), Actions::of(action));
             } else {
                 state
                     .tracked
-                    .insert(queue.to_string(), (slot, HashSet::from([action])));
+                    .insert(queue.into(), (slot, Actions::of(action)));
             }
             slot
         };
@@ -143,7 +171,7 @@ impl SqsThrottleObserver {
     pub fn forget_all_token_gauges(&self) {
         let Some(inner) = &self.inner else { return };
         let mut state = inner.state.lock().unwrap_or_else(|e| e.into_inner());
-        let queues: Vec<String> = state
+        let queues: Vec<Box<str>> = state
             .tracked
             .keys()
             .chain(state.overflow.keys())
@@ -165,7 +193,7 @@ impl SqsThrottleObserver {
         let queues = store.open(SQS_THROTTLE_GAUGE_QUEUE);
         if let Some((slot, actions)) = state.tracked.get_mut(queue) {
             let slot = *slot;
-            if actions.remove(&action) {
+            if actions.remove(action) {
                 store.remove(family::elastickv_sqs_throttle_tokens_remaining(
                     slot, action,
                 ));
@@ -176,11 +204,11 @@ impl SqsThrottleObserver {
                 queues.release(slot);
             }
         } else if let Some(actions) = state.overflow.get_mut(queue) {
-            actions.remove(&action);
+            actions.remove(action);
             if actions.is_empty() {
                 state.overflow.remove(queue);
             }
-            if !state.overflow.values().any(|a| a.contains(&action)) {
+            if !state.overflow.values().any(|a| a.contains(action)) {
                 store.remove(family::elastickv_sqs_throttle_tokens_remaining(
                     queues.overflow(),
                     action,
