@@ -33,7 +33,7 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const TOKEN: &str = "cluster-e2e-token";
 /// Short epochs so the window sees many leader changes; polls and scrapes well inside one.
 const ENV: [(&str, &str); 4] = [
-    ("CLUSTER_EPOCH", "4s"),
+    ("CLUSTER_EPOCH", "5s"),
     ("POLL_INTERVAL", "500ms"),
     ("SCRAPE_INTERVAL", "1s"),
     ("RATE", "200"),
