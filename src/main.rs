@@ -74,7 +74,7 @@ struct Args {
     known_observations_trigger: Option<PathBuf>,
     /// Local cluster (node ids `n1`, `n2`, `n3`): how long each raft leadership epoch lasts.
     /// Every member must be given the same value (and the same --poll-interval).
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = parse_epoch)]
     cluster_epoch: Duration,
     /// Local cluster: seed of the leader rotation, the same on every member.
     #[arg(long, default_value_t = 1)]
@@ -103,6 +103,15 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         }
     };
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
+}
+
+fn parse_epoch(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        epoch if epoch < Duration::from_millis(1) => {
+            Err(format!("`{text}`: a leadership epoch lasts at least 1ms"))
+        }
+        epoch => Ok(epoch),
+    }
 }
 
 fn main() -> ExitCode {

@@ -395,3 +395,25 @@ fn three_nodes_share_one_raft_view_under_one_prometheus() {
         },
     );
 }
+
+#[test]
+fn a_zero_leadership_epoch_is_refused_with_a_clear_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_elastickv-metrics"))
+        .args(["--metrics-address", "127.0.0.1:0", "--pprof-address", ""])
+        .args([
+            "--node-id",
+            "n1",
+            "--cluster-epoch",
+            "0s",
+            "--run-for",
+            "1s",
+        ])
+        .output()
+        .expect("running the demo node");
+    assert!(!out.status.success(), "a zero epoch was accepted");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--cluster-epoch") && stderr.contains("at least 1ms"),
+        "{stderr}"
+    );
+}
