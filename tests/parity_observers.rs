@@ -972,3 +972,45 @@ fn p81_taking_the_accessors_after_start_up_changes_nothing() {
         "a disabled registry still exports nothing"
     );
 }
+
+/// The elastickv registry served as an `Exposition` honours the encode options (start
+/// timestamps), as the engine's registry does: `--created-timestamps` on the demo node and
+/// `MetricsConfig::created_timestamps` reach it.
+#[test]
+fn p82_the_served_registry_writes_start_timestamps_when_asked() {
+    use elastickv_metrics::encode::{EncodeOptions, Format};
+    use elastickv_metrics::serve::{Exposition, NameFilter};
+    let r = registry();
+    r.filesystem_observer()
+        .observe_chunk_read(Duration::from_millis(3));
+    let served = |created_timestamps| {
+        let mut out = Vec::new();
+        Exposition::encode_with(
+            &r,
+            Format::OpenMetrics,
+            EncodeOptions { created_timestamps },
+            &NameFilter::all(),
+            &mut out,
+        )
+        .unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    let with = served(true);
+    assert!(
+        with.contains("elastickv_fs_chunk_read_ops_created{"),
+        "{with}"
+    );
+    let mut engine = Vec::new();
+    Exposition::encode_with(
+        r.metrics(),
+        Format::OpenMetrics,
+        EncodeOptions {
+            created_timestamps: true,
+        },
+        &NameFilter::all(),
+        &mut engine,
+    )
+    .unwrap();
+    assert_eq!(with, String::from_utf8(engine).unwrap());
+    assert!(!served(false).contains("_created"));
+}
