@@ -302,7 +302,8 @@ fn three_nodes_share_one_raft_view_under_one_prometheus() {
     // A settled end: every scrape before it is stored.
     std::thread::sleep(Duration::from_secs(2));
     let end = unix_now() - 1.0;
-    let window = format!("{}s", (end - start).floor() as u64);
+    // Back to before `start`, like the span the wait measured.
+    let window = format!("{}s", (end - start).ceil() as u64 + 1);
 
     // The view is consistent at every instant of the window where the terms agree.
     let mut failures = Vec::new();
