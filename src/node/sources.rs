@@ -2,7 +2,9 @@
 //! an LSM per group, dispatch counters with per-code errors, MVCC write conflicts, and SQS
 //! queues that come and go.
 //!
-//! Each source advances its state when it is read, so the pollers see a node that changes.
+//! Each source advances its state when it is read, so the pollers see a node that changes. The
+//! raft groups of a local-cluster member (node `n1`, `n2` or `n3`) are the exception: their view
+//! is computed from the wall clock (see [`ClusterSchedule`]), so the three members agree.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
