@@ -72,6 +72,13 @@ struct Args {
     /// Test hook: once this file exists, record a known set of Redis `BZPOPMIN` latencies.
     #[arg(long)]
     known_observations_trigger: Option<PathBuf>,
+    /// Local cluster (node ids `n1`, `n2`, `n3`): how long each raft leadership epoch lasts.
+    /// Every member must be given the same value (and the same --poll-interval).
+    #[arg(long, default_value = "30s", value_parser = parse_epoch)]
+    cluster_epoch: Duration,
+    /// Local cluster: seed of the leader rotation, the same on every member.
+    #[arg(long, default_value_t = 1)]
+    cluster_seed: u64,
     /// Stop by itself after this long (e.g. `30s`); runs until Ctrl-C / SIGTERM otherwise.
     #[arg(long, value_parser = parse_duration)]
     run_for: Option<Duration>,
@@ -96,6 +103,15 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         }
     };
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
+}
+
+fn parse_epoch(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        epoch if epoch < Duration::from_millis(1) => {
+            Err(format!("`{text}`: a leadership epoch lasts at least 1ms"))
+        }
+        epoch => Ok(epoch),
+    }
 }
 
 fn main() -> ExitCode {
@@ -155,7 +171,14 @@ async fn run(args: Args) -> Result<(), String> {
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_else(|_| args.metrics_address.clone());
-    let exposition: Arc<dyn Exposition> = Arc::new(registry.clone());
+    let simulation = node::Simulation::new(
+        registry.clone(),
+        node::ClusterSchedule {
+            seed: args.cluster_seed,
+            epoch: args.cluster_epoch,
+        },
+    );
+    let exposition: Arc<dyn Exposition> = simulation.exposition();
     let config = MetricsConfig {
         enable_openmetrics: !args.no_openmetrics,
         serve_every_path: args.metrics_every_path,
@@ -222,7 +245,6 @@ async fn run(args: Args) -> Result<(), String> {
             cancel.clone(),
         ));
     }
-    let simulation = node::Simulation::new(registry.clone());
     simulation.start_collectors(cancel.clone(), args.poll_interval);
     let workers = node::start_workload(
         registry.clone(),
@@ -252,6 +274,12 @@ async fn run(args: Args) -> Result<(), String> {
     println!("  try:     curl -s{auth} {scheme}://{metrics_address}/metrics | head");
     if let Some(address) = &pprof_address {
         println!("  pprof:   {scheme}://{address}/debug/pprof/");
+    }
+    if simulation.is_cluster_member() {
+        println!(
+            "  raft:    member `{}` of the local cluster n1, n2, n3 (leadership epoch {:?}, seed {})",
+            args.node_id, args.cluster_epoch, args.cluster_seed
+        );
     }
     println!("Stop with Ctrl-C.");
 

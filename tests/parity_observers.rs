@@ -888,3 +888,129 @@ fn p72_throttle_budgets_are_512_queues_each_with_other_and_gauge_slots_are_freed
     assert_eq!(e.value(g, &fresh), Some(4.0), "a freed slot is reused");
     assert_eq!(e.value(c, &other), Some(88.0), "counters never go away");
 }
+
+// --- Start-up ---------------------------------------------------------------------------------
+
+/// The label-less families upstream `d9a031d` builds in `NewRegistry` (`newS3Metrics`,
+/// `newFileSystemMetrics`, `newHLCMetrics`, and the older `newLuaMetrics` retry histogram),
+/// which its exposition therefore carries at 0 before anything is observed.
+const AT_START_UP: [&str; 20] = [
+    "elastickv_lua_conflict_retries",
+    "elastickv_s3_put_admission_inflight_bytes",
+    "elastickv_s3_chunkblob_replication_degraded_total",
+    "elastickv_s3_chunkblob_sha_mismatch_total",
+    "elastickv_s3_chunkblob_unrecoverable_total",
+    "elastickv_s3_chunkblob_backfill_queue_depth",
+    "elastickv_fs_file_multi_shard_detected_total",
+    "elastickv_fs_file_multi_shard_current",
+    "elastickv_fs_file_move_inflight",
+    "elastickv_fs_chunk_read_ops_total",
+    "elastickv_fs_chunk_write_ops_total",
+    "elastickv_fs_chunk_read_latency_ms",
+    "elastickv_fs_chunk_write_latency_ms",
+    "elastickv_fs_home_epoch_conflict_total",
+    "elastickv_fs_open_handle_lease_active",
+    "elastickv_fs_orphan_inode_gc_pending",
+    "elastickv_fs_inode_id_collision_retry_total",
+    "elastickv_hlc_physical_ceiling_seconds",
+    "elastickv_hlc_wall_skew_seconds",
+    "elastickv_hlc_next_fenced_rejections_total",
+];
+
+const HISTOGRAMS_AT_START_UP: [&str; 3] = [
+    "elastickv_lua_conflict_retries",
+    "elastickv_fs_chunk_read_latency_ms",
+    "elastickv_fs_chunk_write_latency_ms",
+];
+
+#[test]
+fn p80_a_fresh_registry_exports_upstreams_start_up_families_at_zero_and_nothing_else() {
+    let r = registry();
+    let e = scrape(&r);
+    let mut names: Vec<&str> = e.families.iter().map(|f| f.name.as_str()).collect();
+    names.sort_unstable();
+    let mut expected = AT_START_UP.to_vec();
+    expected.sort_unstable();
+    assert_eq!(names, expected, "the families of a fresh registry");
+    for name in AT_START_UP {
+        if HISTOGRAMS_AT_START_UP.contains(&name) {
+            let count = format!("{name}_count");
+            let sum = format!("{name}_sum");
+            let inf = format!("{name}_bucket");
+            assert_eq!(e.value(&count, &labels(&[])), Some(0.0), "{count}");
+            assert_eq!(e.value(&sum, &labels(&[])), Some(0.0), "{sum}");
+            assert_eq!(
+                e.value(&inf, &labels(&[("le", "+Inf")])),
+                Some(0.0),
+                "{inf}"
+            );
+        } else {
+            assert_eq!(e.value(name, &labels(&[])), Some(0.0), "{name}");
+        }
+    }
+    // The Lua VM pool is registered upstream only when the Redis server wires its pool in:
+    // here, when its collector is first taken.
+    assert!(e.family("elastickv_lua_pool_hits_total").is_none());
+    r.lua_pool_collector();
+    assert_eq!(
+        scrape(&r).value("elastickv_lua_pool_hits_total", &labels(&[])),
+        Some(0.0)
+    );
+}
+
+#[test]
+fn p81_taking_the_accessors_after_start_up_changes_nothing() {
+    let r = registry();
+    let before = r.render(elastickv_metrics::encode::Format::Text);
+    r.s3_observer();
+    r.filesystem_observer();
+    r.hlc_collector();
+    assert_eq!(r.render(elastickv_metrics::encode::Format::Text), before);
+    assert_eq!(
+        Registry::disabled().render(elastickv_metrics::encode::Format::Text),
+        "",
+        "a disabled registry still exports nothing"
+    );
+}
+
+/// The elastickv registry served as an `Exposition` honours the encode options (start
+/// timestamps), as the engine's registry does: `--created-timestamps` on the demo node and
+/// `MetricsConfig::created_timestamps` reach it.
+#[test]
+fn p82_the_served_registry_writes_start_timestamps_when_asked() {
+    use elastickv_metrics::encode::{EncodeOptions, Format};
+    use elastickv_metrics::serve::{Exposition, NameFilter};
+    let r = registry();
+    r.filesystem_observer()
+        .observe_chunk_read(Duration::from_millis(3));
+    let served = |created_timestamps| {
+        let mut out = Vec::new();
+        Exposition::encode_with(
+            &r,
+            Format::OpenMetrics,
+            EncodeOptions { created_timestamps },
+            &NameFilter::all(),
+            &mut out,
+        )
+        .unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    let with = served(true);
+    assert!(
+        with.contains("elastickv_fs_chunk_read_ops_created{"),
+        "{with}"
+    );
+    let mut engine = Vec::new();
+    Exposition::encode_with(
+        r.metrics(),
+        Format::OpenMetrics,
+        EncodeOptions {
+            created_timestamps: true,
+        },
+        &NameFilter::all(),
+        &mut engine,
+    )
+    .unwrap();
+    assert_eq!(with, String::from_utf8(engine).unwrap());
+    assert!(!served(false).contains("_created"));
+}

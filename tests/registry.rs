@@ -412,11 +412,13 @@ fn t03_all_58_families_appear_with_the_catalog_names_types_and_labels() {
     exposition::parse_openmetrics(&r.render(Format::OpenMetrics)).unwrap();
     assert_eq!(CATALOG.len(), 58);
     // Plus the five raft stream families the dispatch poll creates at 0 since upstream d9a031d
-    // (their behaviour is tested in tests/parity_observers.rs and tests/dispatch.rs T79).
+    // (their behaviour is tested in tests/parity_observers.rs and tests/dispatch.rs T79), and
+    // the 19 label-less S3, filesystem and HLC families every registry has from start-up
+    // since d9a031d (tests/parity_observers.rs p80).
     assert_eq!(
         e.families.len(),
-        58 + 5,
-        "exactly the catalog's families and the raft stream ones"
+        58 + 5 + 19,
+        "exactly the catalog's families, the raft stream ones and the start-up ones"
     );
     for (name, kind, labels) in CATALOG {
         let family = e.family(name).unwrap_or_else(|| panic!("{name} missing"));
@@ -540,7 +542,8 @@ fn t07_disabled_observers_and_collectors_are_noops() {
             .unwrap()
             .families
             .len(),
-        1
+        20,
+        "the start-up families (tests/parity_observers.rs p80)"
     );
 }
 

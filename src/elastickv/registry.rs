@@ -42,7 +42,7 @@ struct Inner {
     sqs_throttle: OnceLock<SqsThrottleObserver>,
 }
 
-/// The metric registry of one elastickv node: all 58 families of `metrics.toml`, every series
+/// The metric registry of one elastickv node: every family of `metrics.toml`, every series
 /// labelled with `node_id` and `node_address`.
 ///
 /// Cloning is cheap and shares everything. Registries are independent of each other (series,
@@ -108,7 +108,7 @@ impl Registry {
             // The one unlabelled family exists from the start, as in the reference.
             store.histogram(family::elastickv_lua_conflict_retries());
         }
-        Registry {
+        let registry = Registry {
             inner: Arc::new(Inner {
                 enabled,
                 store,
@@ -124,7 +124,17 @@ impl Registry {
                 filesystem: OnceLock::new(),
                 sqs_throttle: OnceLock::new(),
             }),
+        };
+        if enabled {
+            // Upstream (d9a031d) builds these metric sets in `NewRegistry`, so their label-less
+            // families are exported at 0 from start-up; taking the accessors creates the same
+            // series. The Lua VM pool is left to its accessor: upstream registers it only when
+            // the Redis server wires its pool in.
+            registry.s3_observer();
+            registry.filesystem_observer();
+            registry.hlc_collector();
         }
+        registry
     }
 
     /// The process-wide default registry (empty `node_id` and `node_address`), used by a
@@ -315,7 +325,7 @@ impl Registry {
             .clone()
     }
 
-    /// The HLC collector (one per registry); creates its three series at 0.
+    /// The HLC collector (one per registry); its three series exist at 0 from start-up.
     pub fn hlc_collector(&self) -> HlcCollector {
         if !self.inner.enabled {
             return Default::default();
@@ -334,7 +344,7 @@ impl Registry {
         ColdStartObserver::new(self.inner.store)
     }
 
-    /// The S3 observer; creates its five label-less series at 0.
+    /// The S3 observer; its five label-less series exist at 0 from start-up.
     pub fn s3_observer(&self) -> S3Observer {
         if !self.inner.enabled {
             return Default::default();
@@ -343,7 +353,7 @@ impl Registry {
     }
 
     /// The filesystem observer (one per registry, holding the move-job and placement state);
-    /// creates its eleven label-less series at 0.
+    /// its eleven label-less series exist at 0 from start-up.
     pub fn filesystem_observer(&self) -> FileSystemObserver {
         if !self.inner.enabled {
             return Default::default();

@@ -5,7 +5,7 @@
 mod sources;
 mod workload;
 
-pub use sources::Simulation;
+pub use sources::{ClusterSchedule, Simulation};
 pub use workload::start_workload;
 
 /// A small, fast, deterministic generator (xorshift64*): the demo needs variety, not quality.

@@ -2,10 +2,13 @@
 //! an LSM per group, dispatch counters with per-code errors, MVCC write conflicts, and SQS
 //! queues that come and go.
 //!
-//! Each source advances its state when it is read, so the pollers see a node that changes.
+//! Each source advances its state when it is read, so the pollers see a node that changes. The
+//! raft groups of a local-cluster member (node `n1`, `n2` or `n3`) are the exception: their view
+//! is computed from the wall clock (see [`ClusterSchedule`]), so the three members agree.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use elastickv_metrics::elastickv::dispatch::{DispatchCounterSource, DispatchSource};
@@ -14,11 +17,13 @@ use elastickv_metrics::elastickv::hlc::HlcSource;
 use elastickv_metrics::elastickv::lua_pool::{LuaPoolSource, LuaPoolStats};
 use elastickv_metrics::elastickv::pebble::{PebbleMetricsSource, PebbleSnapshot, PebbleSource};
 use elastickv_metrics::elastickv::raft::{
-    RaftConfiguration, RaftConfigurationReader, RaftRuntime, RaftServer, RaftState, RaftStatus,
-    RaftStatusReader,
+    RaftConfiguration, RaftConfigurationReader, RaftObserver, RaftRuntime, RaftServer, RaftState,
+    RaftStatus, RaftStatusReader,
 };
 use elastickv_metrics::elastickv::sqs::{SqsDepthSource, SqsQueueDepth};
 use elastickv_metrics::elastickv::write_conflict::{WriteConflictBinding, WriteConflictSource};
+use elastickv_metrics::encode::{EncodeOptions, Format};
+use elastickv_metrics::serve::{EncodeError, Exposition, NameFilter};
 use elastickv_metrics::Registry;
 use tokio_util::sync::CancellationToken;
 
@@ -32,15 +37,134 @@ const MEMBERS: [(&str, &str); 3] = [
 ];
 const LEARNER: (&str, &str) = ("n4", "10.0.0.4:50051");
 
+/// How the demo nodes of one local cluster agree on their raft view without talking to each
+/// other: the view is a function of (seed, group, wall-clock epoch) only, and every member
+/// polls its raft groups at the same wall-clock instants.
+#[derive(Clone, Copy, Debug)]
+pub struct ClusterSchedule {
+    /// Mixed into every group's leader rotation; the nodes of one cluster must share it.
+    pub seed: u64,
+    /// How long one leadership epoch (one raft term) lasts.
+    pub epoch: Duration,
+}
+
+/// What every member of the cluster reports for one group in one epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ClusterView {
+    /// Index into [`MEMBERS`] of the group's leader.
+    leader: usize,
+    term: u64,
+    /// Whether the learner [`LEARNER`] is in the group's configuration.
+    learner: bool,
+}
+
+impl ClusterSchedule {
+    fn epoch_ms(&self) -> u64 {
+        u64::try_from(self.epoch.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    /// The view of `group` at wall-clock time `at_ms` (Unix milliseconds). The leader rotates
+    /// through the three voters, one epoch each, so every epoch boundary is a leader change
+    /// and a new term; the learner is in one epoch out of four.
+    fn view(&self, group: u64, at_ms: u64) -> ClusterView {
+        let epoch = at_ms / self.epoch_ms();
+        let offset = Rng::new(self.seed ^ group.wrapping_mul(0x51_7CC1_B727_220A)).next() % 12;
+        let phase = offset.wrapping_add(epoch);
+        ClusterView {
+            leader: (phase % MEMBERS.len() as u64) as usize,
+            // Terms count epochs from the Unix epoch: the same on every node, always rising.
+            term: 1 + epoch,
+            learner: phase % 4 == 3,
+        }
+    }
+}
+
+/// The raft polls of a cluster member: at every multiple of the poll interval of the wall
+/// clock, under the write side of `consistency`, with the simulated clock set to that instant
+/// (not to when the thread woke), so that every member computes the same view for the same
+/// poll and no scrape sees half of one.
+struct ClusterPolls {
+    now_ms: Arc<AtomicU64>,
+    consistency: Arc<RwLock<()>>,
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+impl ClusterPolls {
+    fn poll(&self, raft: &RaftObserver, runtimes: &[RaftRuntime], at_ms: u64) {
+        let _whole = self.consistency.write().unwrap_or_else(|e| e.into_inner());
+        self.now_ms.store(at_ms, Ordering::SeqCst);
+        raft.observe_once(runtimes);
+    }
+
+    /// Polls once for the current tick, then on a thread of its own for each next tick until
+    /// `cancel` fires (checking it at least every 50 ms). A tick missed because the machine
+    /// was busy is skipped, not caught up.
+    fn start(
+        self,
+        raft: RaftObserver,
+        runtimes: Vec<RaftRuntime>,
+        interval: Duration,
+        cancel: CancellationToken,
+    ) {
+        let step = u64::try_from(interval.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut tick = unix_ms() / step;
+        self.poll(&raft, &runtimes, tick * step);
+        std::thread::spawn(move || {
+            while !cancel.is_cancelled() {
+                let next = (tick + 1).saturating_mul(step);
+                let now = unix_ms();
+                if now < next {
+                    std::thread::sleep(Duration::from_millis((next - now).min(50)));
+                    continue;
+                }
+                tick = now / step;
+                self.poll(&raft, &runtimes, tick * step);
+            }
+        });
+    }
+}
+
 /// All simulated sources of one demo node.
 pub struct Simulation {
     registry: Registry,
+    schedule: ClusterSchedule,
+    /// Scrapes read under its read side, cluster raft polls write under its write side.
+    consistency: Arc<RwLock<()>>,
 }
 
 impl Simulation {
-    /// Simulated sources reporting into `registry`.
-    pub fn new(registry: Registry) -> Simulation {
-        Simulation { registry }
+    /// Simulated sources reporting into `registry`. A node whose id is one of the simulated
+    /// raft members `n1`, `n2`, `n3` is a member of a local cluster following `schedule`.
+    pub fn new(registry: Registry, schedule: ClusterSchedule) -> Simulation {
+        Simulation {
+            registry,
+            schedule,
+            consistency: Arc::default(),
+        }
+    }
+
+    /// Whether this node is one of the local cluster's members.
+    pub fn is_cluster_member(&self) -> bool {
+        member_index(self.registry.node_id()).is_some()
+    }
+
+    /// What the metrics server serves: the registry, each scrape taken between two raft polls
+    /// of a cluster member (never across one), so a scrape's raft families are one poll's.
+    pub fn exposition(&self) -> Arc<dyn Exposition> {
+        Arc::new(WholePolls {
+            registry: self.registry.clone(),
+            consistency: self.consistency.clone(),
+        })
     }
 
     /// Starts every collector and poller on the current tokio runtime, polling every
@@ -49,10 +173,20 @@ impl Simulation {
         let r = &self.registry;
         r.set_fsm_apply_sync_mode("nosync");
 
+        let member = member_index(r.node_id());
+        let now_ms = Arc::new(AtomicU64::new(unix_ms()));
         let raft: Vec<RaftRuntime> = GROUPS
             .iter()
             .map(|&group| {
-                let sim = Arc::new(RaftGroup::new(group, r.node_id()));
+                let mode = match member {
+                    Some(index) => Mode::Member {
+                        index,
+                        schedule: self.schedule,
+                        now_ms: now_ms.clone(),
+                    },
+                    None => Mode::Solo,
+                };
+                let sim = Arc::new(RaftGroup::new(group, mode));
                 RaftRuntime {
                     group_id: group,
                     status: Some(sim.clone()),
@@ -60,7 +194,20 @@ impl Simulation {
                 }
             })
             .collect();
-        r.raft_observer().start(cancel.clone(), raft, interval);
+        if member.is_some() {
+            let interval = if interval.is_zero() {
+                Duration::from_secs(5)
+            } else {
+                interval
+            };
+            ClusterPolls {
+                now_ms,
+                consistency: self.consistency.clone(),
+            }
+            .start(r.raft_observer(), raft, interval, cancel.clone());
+        } else {
+            r.raft_observer().start(cancel.clone(), raft, interval);
+        }
 
         let lsm: Vec<PebbleSource> = GROUPS
             .iter()
@@ -89,24 +236,57 @@ impl Simulation {
     }
 }
 
+fn member_index(node_id: &str) -> Option<usize> {
+    MEMBERS.iter().position(|(id, _)| *id == node_id)
+}
+
+/// The registry as served by the demo node (see [`Simulation::exposition`]).
+struct WholePolls {
+    registry: Registry,
+    consistency: Arc<RwLock<()>>,
+}
+
+impl Exposition for WholePolls {
+    fn encode(
+        &self,
+        format: Format,
+        filter: &NameFilter,
+        out: &mut Vec<u8>,
+    ) -> Result<(), EncodeError> {
+        let _between_polls = self.consistency.read().unwrap_or_else(|e| e.into_inner());
+        Exposition::encode(&self.registry, format, filter, out)
+    }
+
+    fn encode_with(
+        &self,
+        format: Format,
+        options: EncodeOptions,
+        filter: &NameFilter,
+        out: &mut Vec<u8>,
+    ) -> Result<(), EncodeError> {
+        let _between_polls = self.consistency.read().unwrap_or_else(|e| e.into_inner());
+        Exposition::encode_with(&self.registry, format, options, filter, out)
+    }
+}
+
+/// How a simulated raft group decides what this node sees.
+enum Mode {
+    /// A node on its own: the view advances with this node's polls.
+    Solo,
+    /// Member `index` of [`MEMBERS`] in a local cluster: the view is the schedule's at the
+    /// poll instant in `now_ms`, the same on every member.
+    Member {
+        index: usize,
+        schedule: ClusterSchedule,
+        now_ms: Arc<AtomicU64>,
+    },
+}
+
 /// One raft group as this node sees it.
 struct RaftGroup {
     group: u64,
-    /// In a local cluster (`node_id` one of the simulated members `n1`..`n3`), this node's
-    /// member index: the raft view then follows the wall clock, so that every node of the
-    /// cluster agrees on each group's leader, term and members.
-    cluster_member: Option<usize>,
+    mode: Mode,
     state: Mutex<RaftGroupState>,
-}
-
-/// Seconds per simulated poll in cluster mode.
-const CLUSTER_TICK_SECS: u64 = 2;
-
-fn cluster_ticks() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() / CLUSTER_TICK_SECS)
-        .unwrap_or(0)
 }
 
 struct RaftGroupState {
@@ -114,26 +294,30 @@ struct RaftGroupState {
     term: u64,
     log: u64,
     rng: Rng,
+    /// The cluster view of the last status read, which the configuration read of the same
+    /// poll reports (the raft observer reads status, then configuration).
+    view: Option<ClusterView>,
 }
 
 impl RaftGroup {
-    fn new(group: u64, node_id: &str) -> RaftGroup {
+    fn new(group: u64, mode: Mode) -> RaftGroup {
         RaftGroup {
             group,
-            cluster_member: MEMBERS.iter().position(|(id, _)| *id == node_id),
+            mode,
             state: Mutex::new(RaftGroupState {
                 polls: 0,
                 term: 1,
                 log: 100 * group,
                 rng: Rng::new(group * 7),
+                view: None,
             }),
         }
     }
 
-    /// The leader changes every 6 polls, after an election gap of one poll (so the first
-    /// change is seen within a few polls); a learner joins for 6 polls out of every 20, so
-    /// member series come and go.
-    fn leader_index(polls: u64) -> Option<usize> {
+    /// On its own: the leader changes every 6 polls, after an election gap of one poll (so
+    /// the first change is seen within a few polls); a learner joins for 6 polls out of every
+    /// 20, so member series come and go.
+    fn solo_leader_index(polls: u64) -> Option<usize> {
         let epoch = polls / 6;
         (polls % 6 != 5).then_some((epoch % 3) as usize)
     }
@@ -143,22 +327,30 @@ impl RaftStatusReader for RaftGroup {
     fn status(&self) -> RaftStatus {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.polls += 1;
-        let ticks = match self.cluster_member {
-            Some(_) => cluster_ticks(),
-            None => s.polls,
-        };
-        let leader = RaftGroup::leader_index(ticks + self.group);
-        if self.cluster_member.is_some() {
-            // One election per leader epoch, the log grows with time: the same on every node.
-            s.term = 1 + (ticks + self.group) / 6;
-            s.log = 100 * self.group + ticks * 30 + s.rng.below(3);
-        } else {
-            if leader.is_none() {
-                s.term += 1;
+        let (me, leader) = match &self.mode {
+            Mode::Member {
+                index,
+                schedule,
+                now_ms,
+            } => {
+                let at = now_ms.load(Ordering::SeqCst);
+                let view = schedule.view(self.group, at);
+                s.view = Some(view);
+                s.term = view.term;
+                // The log grows with time, the same on every node but for a few entries.
+                let elapsed = at / 100 % 1_000_000_000;
+                s.log = 100 * self.group + elapsed * 3 + s.rng.below(3);
+                (*index, Some(view.leader))
             }
-            s.log += 5 + s.rng.below(50);
-        }
-        let me = self.cluster_member.unwrap_or(0);
+            Mode::Solo => {
+                let leader = RaftGroup::solo_leader_index(s.polls + self.group);
+                if leader.is_none() {
+                    s.term += 1;
+                }
+                s.log += 5 + s.rng.below(50);
+                (0, leader)
+            }
+        };
         let (leader_id, leader_address) = leader.map_or((String::new(), String::new()), |i| {
             (MEMBERS[i].0.to_string(), MEMBERS[i].1.to_string())
         });
@@ -192,9 +384,22 @@ impl RaftConfigurationReader for RaftGroup {
         &self,
         _cancel: &CancellationToken,
     ) -> Result<RaftConfiguration, Box<dyn std::error::Error + Send + Sync>> {
-        let polls = match self.cluster_member {
-            Some(_) => cluster_ticks(),
-            None => self.state.lock().unwrap_or_else(|e| e.into_inner()).polls,
+        let learner = {
+            let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            match (&self.mode, s.view) {
+                (Mode::Member { .. }, Some(view)) => view.learner,
+                (
+                    Mode::Member {
+                        schedule, now_ms, ..
+                    },
+                    None,
+                ) => {
+                    schedule
+                        .view(self.group, now_ms.load(Ordering::SeqCst))
+                        .learner
+                }
+                (Mode::Solo, _) => (s.polls + self.group) % 20 < 6,
+            }
         };
         let mut servers: Vec<RaftServer> = MEMBERS
             .iter()
@@ -204,7 +409,7 @@ impl RaftConfigurationReader for RaftGroup {
                 suffrage: "voter".to_string(),
             })
             .collect();
-        if (polls + self.group) % 20 < 6 {
+        if learner {
             servers.push(RaftServer {
                 id: LEARNER.0.to_string(),
                 address: LEARNER.1.to_string(),

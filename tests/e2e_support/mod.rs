@@ -14,7 +14,7 @@ pub const NODE_ID: &str = "e2e-node";
 pub const NODE_ADDRESS: &str = "127.0.0.1:50051";
 
 /// A child process killed (and reaped) when dropped, so failures never leak processes.
-pub struct Process(Child);
+pub struct Process(pub Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
