@@ -7,7 +7,7 @@
 //! Needs `prometheus` on the PATH (Debian: `apt-get install prometheus`; or `PROMETHEUS_BIN`).
 //! Without it the test passes with a printed SKIPPED notice, except under CI (`CI` set).
 
-#[path = "tls_support.rs"]
+#[path = "support/tls.rs"]
 mod tls;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -5,7 +5,7 @@
 
 #[path = "serve_support.rs"]
 mod support;
-#[path = "tls_support.rs"]
+#[path = "support/tls.rs"]
 mod tls;
 
 use std::net::SocketAddr;
@@ -130,72 +130,160 @@ async fn handshake_without_client_certificate_serves_the_scrape_and_headers() {
     node.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn client_certificates_are_required_and_verified() {
-    let ca = Ca::new("ca");
-    let other = Ca::new("other");
-    let dir = TempDir::new("mtls");
-    dir.write("client-ca.crt", &ca.pem());
-    let web = tls_only(
-        &dir,
-        &ca,
-        "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: client-ca.crt\n",
-        "",
-    );
-    let node = Node::start(&web, "").await;
-    let good = ca.client();
-    let r = scrape(node.addr, client_config(&ca.pem(), Some(&good), &[]), &[])
-        .await
-        .expect("scrape with a client certificate");
-    assert_fixed_body(&r);
-    // No certificate, one from another CA, an expired one: all refused.
-    for client in [None, Some(other.client()), Some(ca.expired_client())] {
-        let r = scrape(
-            node.addr,
-            client_config(&ca.pem(), client.as_ref(), &[]),
-            &[],
-        )
-        .await;
-        assert!(
-            r.is_err(),
-            "refused without a valid client certificate: {r:?}"
-        );
+/// The clients every client-certificate mode is tried with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Client {
+    NoCert,
+    Good,
+    WrongCa,
+    Expired,
+    /// A good certificate with another key's handshake signature.
+    Forged,
+}
+
+const CLIENTS: [Client; 5] = [
+    Client::NoCert,
+    Client::Good,
+    Client::WrongCa,
+    Client::Expired,
+    Client::Forged,
+];
+
+/// The client configurations for [`Client`], all trusting `ca` for the server.
+struct Clients {
+    ca: Ca,
+    other: Ca,
+    good: Leaf,
+}
+
+impl Clients {
+    fn new() -> Clients {
+        let ca = Ca::new("ca");
+        let good = ca.client();
+        Clients {
+            ca,
+            other: Ca::new("other"),
+            good,
+        }
     }
-    // The port keeps serving.
-    assert_fixed_body(
-        &scrape(node.addr, client_config(&ca.pem(), Some(&good), &[]), &[])
-            .await
-            .unwrap(),
-    );
-    node.stop().await;
+
+    fn config(&self, client: Client) -> Arc<rustls::ClientConfig> {
+        let pem = self.ca.pem();
+        match client {
+            Client::NoCert => client_config(&pem, None, &[]),
+            Client::Good => client_config(&pem, Some(&self.good), &[]),
+            Client::WrongCa => client_config(&pem, Some(&self.other.client()), &[]),
+            Client::Expired => client_config(&pem, Some(&self.ca.expired_client()), &[]),
+            Client::Forged => forged_client_config(&pem, &self.good, &self.ca.client()),
+        }
+    }
+
+    /// A server asking for client certificates with `auth_type` (the CA given to it as
+    /// `client_ca_file` when `with_ca`), with `tls_extra` more lines.
+    fn web(&self, dir: &TempDir, auth_type: &str, with_ca: bool, tls_extra: &str) -> WebConfig {
+        let path = write_client_auth_config(
+            dir,
+            &self.ca.server(),
+            auth_type,
+            with_ca.then_some(&self.ca),
+            tls_extra,
+        );
+        WebConfig::load(path).expect("valid web config")
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn verify_if_given_accepts_none_but_refuses_a_bad_one() {
-    let ca = Ca::new("ca");
-    let other = Ca::new("other");
-    let dir = TempDir::new("ifgiven");
-    dir.write("client-ca.crt", &ca.pem());
-    let web = tls_only(
-        &dir,
-        &ca,
-        "  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: client-ca.crt\n",
-        "",
-    );
-    let node = Node::start(&web, "").await;
-    assert_fixed_body(
-        &scrape(node.addr, client_config(&ca.pem(), None, &[]), &[])
-            .await
-            .unwrap(),
-    );
-    assert!(scrape(
-        node.addr,
-        client_config(&ca.pem(), Some(&other.client()), &[]),
-        &[]
-    )
-    .await
-    .is_err());
-    node.stop().await;
+async fn every_client_auth_type_with_none_good_wrong_ca_expired_and_forged_certificates() {
+    use Client::*;
+    let clients = Clients::new();
+    // What each exporter-toolkit mode accepts, in the order of CLIENTS. The unverified modes
+    // take a certificate from any CA (expired too: Go does not check it there) but never a
+    // handshake signed with another key.
+    let table: [(&str, bool, [bool; 5]); 6] = [
+        ("NoClientCert", false, [true, true, true, true, true]),
+        ("RequestClientCert", false, [true, true, true, true, false]),
+        ("RequestClientCert", true, [true, true, true, true, false]),
+        (
+            "RequireAnyClientCert",
+            false,
+            [false, true, true, true, false],
+        ),
+        (
+            "VerifyClientCertIfGiven",
+            true,
+            [true, true, false, false, false],
+        ),
+        (
+            "RequireAndVerifyClientCert",
+            true,
+            [false, true, false, false, false],
+        ),
+    ];
+    for (auth_type, with_ca, expected) in table {
+        let dir = TempDir::new("clientauth");
+        let web = clients.web(&dir, auth_type, with_ca, "");
+        let node = Node::start(&web, "").await;
+        for (client, accepted) in CLIENTS.into_iter().zip(expected) {
+            let r = scrape(node.addr, clients.config(client), &[]).await;
+            match (&r, accepted) {
+                (Ok(r), true) => assert_fixed_body(r),
+                (Err(_), false) => {}
+                _ => panic!("{auth_type} (CA given: {with_ca}) with {client:?}: {r:?}"),
+            }
+        }
+        // Refusals do not disturb the port.
+        assert_fixed_body(&scrape(node.addr, clients.config(Good), &[]).await.unwrap());
+        node.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_allowed_sans_needs_one_listed_san_of_any_kind() {
+    let clients = Clients::new();
+    let ia5 = |s: &str| rcgen::Ia5String::try_from(s).unwrap();
+    let ca = &clients.ca;
+    let dns = ca.client_with_sans(vec![SanType::DnsName(ia5("scraper.example"))]);
+    let email = ca.client_with_sans(vec![SanType::Rfc822Name(ia5("prom@example.org"))]);
+    let uri = ca.client_with_sans(vec![SanType::URI(ia5("spiffe://example.org/prometheus"))]);
+    let ip = ca.client_with_sans(vec![SanType::IpAddress("10.0.0.7".parse().unwrap())]);
+    let mixed = ca.client_with_sans(vec![
+        SanType::DnsName(ia5("other.example")),
+        SanType::IpAddress("2001:db8::7".parse().unwrap()),
+    ]);
+    let unlisted = ca.client_with_sans(vec![
+        SanType::DnsName(ia5("Scraper.example")), // the match is case-sensitive, as in Go
+        SanType::IpAddress("10.0.0.8".parse().unwrap()),
+    ]);
+    let stranger = clients
+        .other
+        .client_with_sans(vec![SanType::DnsName(ia5("scraper.example"))]);
+    let sans = "  client_allowed_sans:\n    - scraper.example\n    - prom@example.org\n    - spiffe://example.org/prometheus\n    - 10.0.0.7\n    - 2001:db8::7\n";
+    let pem = ca.pem();
+    for (auth_type, verified) in [
+        ("RequireAndVerifyClientCert", true),
+        ("VerifyClientCertIfGiven", true),
+        ("RequestClientCert", false),
+    ] {
+        let dir = TempDir::new("sans");
+        let web = clients.web(&dir, auth_type, true, sans);
+        let node = Node::start(&web, "").await;
+        for leaf in [&dns, &email, &uri, &ip, &mixed] {
+            let r = scrape(node.addr, client_config(&pem, Some(leaf), &[]), &[]).await;
+            assert_fixed_body(&r.unwrap_or_else(|e| panic!("{auth_type}: listed SAN: {e}")));
+        }
+        for refused in [Some(&unlisted), None] {
+            let r = scrape(node.addr, client_config(&pem, refused, &[]), &[]).await;
+            assert!(r.is_err(), "{auth_type}: unlisted or no SAN refused: {r:?}");
+        }
+        // A listed SAN does not make another CA's certificate acceptable where chains count.
+        let r = scrape(node.addr, client_config(&pem, Some(&stranger), &[]), &[]).await;
+        assert_eq!(
+            r.is_ok(),
+            !verified,
+            "{auth_type} with a stranger's cert: {r:?}"
+        );
+        node.stop().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -556,6 +644,18 @@ fn unknown_keys_and_bad_values_are_start_up_errors_naming_the_key() {
             "client_ca_file",
         ),
         (format!("{tls}  client_ca_file: ca.crt\n"), "client_ca_file"),
+        (
+            format!("{tls}  client_allowed_sans: [prometheus]\n"),
+            "client_allowed_sans",
+        ),
+        (
+            format!("{tls}  client_auth_type: RequireAnyClientCert\n  client_allowed_sans: []\n"),
+            "client_allowed_sans",
+        ),
+        (
+            "tls_server_config:\n  client_auth_type: RequestClientCert\n".into(),
+            "cert_file",
+        ),
         (
             format!("{tls}  cipher_suites: [TLS_RSA_WITH_RC4_128_SHA]\n"),
             "cipher_suites",

@@ -72,6 +72,8 @@ mod auth;
 #[cfg(feature = "tls")]
 mod basic_auth;
 mod body;
+#[cfg(feature = "tls")]
+mod client_auth;
 mod error;
 mod filter;
 mod gzip;

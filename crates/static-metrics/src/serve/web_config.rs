@@ -3,10 +3,11 @@
 //! response headers, re-read when it changes.
 //!
 //! The file is parsed strictly: an unknown key or a bad value is a [`WebConfigError`] naming
-//! it. Divergences from the toolkit, each refused with a clear error rather than ignored: TLS
-//! 1.0/1.1 (rustls implements 1.2 and 1.3 only), CBC cipher suites, `CurveP521`,
-//! `client_allowed_sans` and `rate_limit`. `http_server_config.http2` is accepted and ignored:
-//! the server speaks HTTP/1.1 (advertised over ALPN).
+//! it. All five `client_auth_type` values are implemented, and `client_allowed_sans` (see
+//! `client_auth.rs`). Divergences from the toolkit, each refused with a clear error rather
+//! than ignored: TLS 1.0/1.1 (rustls implements 1.2 and 1.3 only), CBC cipher suites,
+//! `CurveP521`, `rate_limit`, and `client_allowed_sans` with `NoClientCert` or an empty list
+//! (the toolkit silently checks nothing, or refuses every client).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,6 +19,7 @@ use arc_swap::ArcSwap;
 use hyper::header::{HeaderName, HeaderValue};
 use rustls::crypto::ring as provider;
 use rustls::crypto::CryptoProvider;
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, SupportedCipherSuite};
 use rustls_pki_types::pem::PemObject;
@@ -28,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use super::basic_auth::BasicAuth;
+use super::client_auth::{AllowedSans, AnyClientCert};
 
 /// Why a web-configuration file could not be used. The message names the file and the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -389,7 +392,13 @@ fn build_tls(
     let client_ca = read_pem(base, "client_ca", tls.client_ca, tls.client_ca_file, files)?;
     let (cert, key) = match (cert, key) {
         // The toolkit serves plain HTTP for an empty `tls_server_config`.
-        (None, None) if client_ca.is_none() => return Ok(None),
+        (None, None)
+            if client_ca.is_none()
+                && tls.client_auth_type.as_deref().is_none_or(str::is_empty)
+                && tls.client_allowed_sans.is_none() =>
+        {
+            return Ok(None)
+        }
         (Some(c), Some(k)) => (c, k),
         (None, _) => return Err("tls_server_config: missing cert_file (or cert)".into()),
         (_, None) => return Err("tls_server_config: missing key_file (or key)".into()),
@@ -449,9 +458,15 @@ fn build_tls(
         }
         crypto.kx_groups = groups;
     }
-    if tls.client_allowed_sans.is_some_and(|s| !s.is_empty()) {
-        return Err("tls_server_config.client_allowed_sans is not supported".into());
-    }
+    let allowed_sans = match tls.client_allowed_sans {
+        Some(sans) if sans.is_empty() => {
+            return Err(
+                "tls_server_config.client_allowed_sans is empty: no client certificate could match; remove the key or list the SANs to accept"
+                    .into(),
+            )
+        }
+        other => other,
+    };
     let crypto = Arc::new(crypto);
     let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&crypto))
         .with_protocol_versions(&versions)
@@ -474,7 +489,7 @@ fn build_tls(
         }
         None => None,
     };
-    let verifying = |allow_none: bool| -> Result<_, String> {
+    let verifying = |allow_none: bool| -> Result<Arc<dyn ClientCertVerifier>, String> {
         let roots = roots.clone().ok_or_else(|| {
             format!("tls_server_config: client_auth_type {auth_type} needs client_ca_file")
         })?;
@@ -485,7 +500,17 @@ fn build_tls(
         v.build()
             .map_err(|e| format!("tls_server_config.client_ca_file: {e}"))
     };
-    let builder = match auth_type {
+    // Go's RequestClientCert / RequireAnyClientCert: no chain check, the CA (if any) only
+    // hints which certificate to send.
+    let any = |mandatory: bool| -> Arc<dyn ClientCertVerifier> {
+        let hints = roots.as_ref().map(|r| r.subjects()).unwrap_or_default();
+        Arc::new(AnyClientCert::new(
+            mandatory,
+            hints,
+            crypto.signature_verification_algorithms,
+        ))
+    };
+    let verifier: Option<Arc<dyn ClientCertVerifier>> = match auth_type {
         "NoClientCert" | "" => {
             if roots.is_some() {
                 return Err(
@@ -493,20 +518,34 @@ fn build_tls(
                         .into(),
                 );
             }
-            builder.with_no_client_auth()
+            if allowed_sans.is_some() {
+                return Err(
+                    "tls_server_config: client_allowed_sans is set but client_auth_type is NoClientCert (no certificate is asked for, so nothing would be checked)"
+                        .into(),
+                );
+            }
+            None
         }
-        "VerifyClientCertIfGiven" => builder.with_client_cert_verifier(verifying(true)?),
-        "RequireAndVerifyClientCert" => builder.with_client_cert_verifier(verifying(false)?),
-        "RequestClientCert" | "RequireAnyClientCert" | "RequireClientCert" => {
-            return Err(format!(
-                "tls_server_config.client_auth_type: `{auth_type}` (unverified client certificates) is not supported; use VerifyClientCertIfGiven or RequireAndVerifyClientCert"
-            ))
-        }
+        "RequestClientCert" => Some(any(false)),
+        // `RequireClientCert` is the toolkit's older spelling, still accepted there.
+        "RequireAnyClientCert" | "RequireClientCert" => Some(any(true)),
+        "VerifyClientCertIfGiven" => Some(verifying(true)?),
+        "RequireAndVerifyClientCert" => Some(verifying(false)?),
         other => {
             return Err(format!(
-                "tls_server_config.client_auth_type: unknown value `{other}` (NoClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert)"
+                "tls_server_config.client_auth_type: unknown value `{other}` (NoClientCert, RequestClientCert, RequireAnyClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert)"
             ))
         }
+    };
+    let verifier = match (verifier, allowed_sans) {
+        (Some(v), Some(sans)) => {
+            Some(Arc::new(AllowedSans::new(v, sans)) as Arc<dyn ClientCertVerifier>)
+        }
+        (v, _) => v,
+    };
+    let builder = match verifier {
+        Some(v) => builder.with_client_cert_verifier(v),
+        None => builder.with_no_client_auth(),
     };
     let mut config = builder
         .with_single_cert(chain, key)
