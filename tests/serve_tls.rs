@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use elastickv_metrics::serve::{
-    check_exposure_web, metrics_serve_task, metrics_shutdown_task, new_metrics_server_with,
-    MetricsConfig, ServeError, WebConfig,
+    check_exposure_web, exposure_warning, metrics_serve_task, metrics_shutdown_task,
+    new_metrics_server_with, MetricsConfig, ServeError, WebConfig,
 };
 use support::{Fixed, IO_LIMIT};
 use tls::*;
@@ -734,4 +734,81 @@ fn exposure_needs_tls_or_a_credential_beyond_loopback() {
     let plain = WebConfig::load(plain).unwrap();
     check_exposure_web("0.0.0.0:9090", "", Some(&plain))
         .expect("basic auth counts as a credential");
+}
+
+/// Collects the WARN events emitted while it is the default subscriber.
+#[derive(Default)]
+struct Warnings(std::sync::Mutex<Vec<String>>);
+
+impl tracing::Subscriber for Warnings {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Text<'a>(&'a mut String);
+        impl tracing::field::Visit for Text<'_> {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!("{}={value:?} ", field.name()));
+            }
+        }
+        if *event.metadata().level() == tracing::Level::WARN {
+            let mut text = String::new();
+            event.record(&mut Text(&mut text));
+            self.0.lock().unwrap().push(text);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[test]
+fn a_token_without_tls_beyond_loopback_warns_that_it_crosses_the_network_in_clear_text() {
+    let ca = Ca::new("ca");
+    let dir = TempDir::new("warning");
+    let tls = tls_only(&dir, &ca, "", "");
+    let basic_only = WebConfig::load(dir.write(
+        "basic.yml",
+        &format!(
+            "basic_auth_users:\n  u: {}\n",
+            bcrypt::hash("p", 4).unwrap()
+        ),
+    ))
+    .unwrap();
+
+    let warning = exposure_warning("0.0.0.0:9090", "token", None).expect("a warning");
+    for why in [
+        "0.0.0.0:9090",
+        "without TLS",
+        "bearer token",
+        "clear text",
+        "tls_server_config",
+    ] {
+        assert!(warning.contains(why), "{why:?} in {warning}");
+    }
+    let warning = exposure_warning("[2001:db8::1]:9090", "", Some(&basic_only)).unwrap();
+    assert!(warning.contains("basic-auth passwords"), "{warning}");
+    assert!(!warning.contains("bearer"), "{warning}");
+    // Nothing to warn about: loopback, TLS, or no credential at all (refused instead).
+    assert_eq!(exposure_warning("127.0.0.1:9090", "token", None), None);
+    assert_eq!(exposure_warning("[::1]:9090", "token", None), None);
+    assert_eq!(exposure_warning("0.0.0.0:9090", "token", Some(&tls)), None);
+    assert_eq!(exposure_warning("0.0.0.0:9090", " ", None), None);
+
+    // check_exposure_web logs exactly that text, once, at WARN; and nothing when under TLS.
+    let logged = Arc::new(Warnings::default());
+    tracing::subscriber::with_default(Arc::clone(&logged), || {
+        check_exposure_web("0.0.0.0:9090", "token", None).unwrap();
+        check_exposure_web("0.0.0.0:9090", "token", Some(&tls)).unwrap();
+        check_exposure_web("127.0.0.1:9090", "token", None).unwrap();
+    });
+    let logged = logged.0.lock().unwrap();
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    let expected = exposure_warning("0.0.0.0:9090", "token", None).unwrap();
+    assert!(logged[0].contains(&expected), "{logged:?}");
+    assert!(logged[0].contains("address=\"0.0.0.0:9090\""), "{logged:?}");
 }
