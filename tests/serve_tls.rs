@@ -423,55 +423,137 @@ async fn basic_auth_right_wrong_and_unknown_user_and_the_bearer_token_still_work
     node.stop().await;
 }
 
+/// What the scrape loops of the rotation test saw.
+#[derive(Default)]
+struct LoopLog {
+    keep_alive_ok: std::sync::atomic::AtomicUsize,
+    fresh_ok: std::sync::atomic::AtomicUsize,
+    served_by_old: std::sync::atomic::AtomicUsize,
+    served_by_new: std::sync::atomic::AtomicUsize,
+    failures: std::sync::Mutex<Vec<String>>,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+impl LoopLog {
+    fn get(counter: &std::sync::atomic::AtomicUsize) -> usize {
+        counter.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn bump(counter: &std::sync::atomic::AtomicUsize) {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn fail(&self, what: String) {
+        self.failures.lock().unwrap().push(what);
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits (bounded by the I/O limit) until `done` holds.
+    async fn until(&self, what: &str, done: impl Fn(&LoopLog) -> bool) {
+        tokio::time::timeout(IO_LIMIT, async {
+            while !done(self) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "waiting for {what}; failures: {:?}",
+                self.failures.lock().unwrap()
+            )
+        });
+    }
+}
+
+fn der(leaf: &Leaf) -> Vec<u8> {
+    use rustls_pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes())
+        .unwrap()
+        .to_vec()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotation_applies_to_new_connections_without_dropping_a_running_scrape_loop() {
+async fn rotation_under_a_running_scrape_loop_fails_no_scrape() {
+    use std::sync::atomic::Ordering::SeqCst;
     let old_ca = Ca::new("old");
     let new_ca = Ca::new("new");
+    let (old_leaf, new_leaf) = (old_ca.server(), new_ca.server());
+    let (old_der, new_der) = (der(&old_leaf), der(&new_leaf));
     let dir = TempDir::new("rotate");
-    let web = tls_only(&dir, &old_ca, "", "");
+    let web = WebConfig::load(write_web_config(&dir, &old_leaf, "", "")).unwrap();
     let node = Node::start(&web, "").await;
     let addr = node.addr;
+    let log = Arc::new(LoopLog::default());
+    // Prometheus trusting both CAs across the rotation, as an operator rolls a CA.
+    let both = client_config(&format!("{}{}", old_ca.pem(), new_ca.pem()), None, &[]);
 
-    // A keep-alive scrape loop on the old certificate.
-    let mut conn = connect_tls(addr, client_config(&old_ca.pem(), None, &[]))
-        .await
-        .unwrap();
-    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
-    let (go_on_tx, mut go_on_rx) = tokio::sync::oneshot::channel::<()>();
-    let looping = tokio::spawn(async move {
-        let mut ok = 0;
-        let mut started = Some(started_tx);
-        loop {
-            let r = get_on(&mut conn, PATH, &[])
-                .await
-                .expect("scrape in flight survives");
-            assert_eq!(r.status, 200);
-            ok += 1;
-            if let Some(tx) = started.take() {
-                let _ = tx.send(());
+    // A keep-alive scraper on a connection opened before the rotation...
+    let mut conn = connect_tls(addr, Arc::clone(&both)).await.unwrap();
+    let keep_alive = {
+        let log = Arc::clone(&log);
+        tokio::spawn(async move {
+            for i in 0..100_000 {
+                if log.stopped() {
+                    return;
+                }
+                match tokio::time::timeout(IO_LIMIT, get_on(&mut conn, PATH, &[])).await {
+                    Ok(Ok(r)) if r.status == 200 => LoopLog::bump(&log.keep_alive_ok),
+                    other => return log.fail(format!("keep-alive scrape {i}: {other:?}")),
+                }
             }
-            if go_on_rx.try_recv().is_ok() || ok >= 10_000 {
-                return ok;
+        })
+    };
+    // ...and one that opens a connection per scrape, noting which certificate served it.
+    let fresh = {
+        let log = Arc::clone(&log);
+        tokio::spawn(async move {
+            for i in 0..100_000 {
+                if log.stopped() {
+                    return;
+                }
+                let r = tokio::time::timeout(IO_LIMIT, async {
+                    let mut s = connect_tls(addr, Arc::clone(&both)).await?;
+                    let served = s.get_ref().1.peer_certificates().unwrap()[0].to_vec();
+                    get_on(&mut s, PATH, &[]).await.map(|r| (served, r))
+                })
+                .await;
+                match r {
+                    Ok(Ok((served, r))) if r.status == 200 => {
+                        LoopLog::bump(&log.fresh_ok);
+                        if served == old_der {
+                            LoopLog::bump(&log.served_by_old);
+                        } else if served == new_der {
+                            LoopLog::bump(&log.served_by_new);
+                        }
+                    }
+                    other => log.fail(format!("fresh scrape {i}: {other:?}")),
+                }
             }
-        }
-    });
-    started_rx.await.unwrap();
+        })
+    };
+    log.until("scrapes on the old certificate", |l| {
+        LoopLog::get(&l.keep_alive_ok) >= 3 && LoopLog::get(&l.served_by_old) >= 3
+    })
+    .await;
 
-    // Rotate to a certificate from another CA.
-    let leaf = new_ca.server();
-    dir.write("server.crt", &leaf.cert_pem);
-    dir.write("server.key", &leaf.key_pem);
+    // Rotate to a certificate from another CA while both loops run.
+    dir.write("server.crt", &new_leaf.cert_pem);
+    dir.write("server.key", &new_leaf.key_pem);
     web.reload().expect("the rotated files load");
-    assert_fixed_body(
-        &scrape(addr, client_config(&new_ca.pem(), None, &[]), &[])
-            .await
-            .unwrap(),
-    );
+    let kept = LoopLog::get(&log.keep_alive_ok);
+    log.until("new connections on the new certificate", |l| {
+        LoopLog::get(&l.served_by_new) >= 3 && LoopLog::get(&l.keep_alive_ok) >= kept + 3
+    })
+    .await;
+    // A client trusting only the old CA is now refused.
     assert!(scrape(addr, client_config(&old_ca.pem(), None, &[]), &[])
         .await
         .is_err());
 
-    // A broken file is refused and the last good configuration stays.
+    // A broken file is refused, the last good configuration stays, the loops go on.
     let good = std::fs::read_to_string(dir.path("web.yml")).unwrap();
     dir.write(
         "web.yml",
@@ -479,19 +561,27 @@ async fn rotation_applies_to_new_connections_without_dropping_a_running_scrape_l
     );
     let e = web.reload().expect_err("broken file");
     assert!(e.to_string().contains("bogus"), "{e}");
-    assert_fixed_body(
-        &scrape(addr, client_config(&new_ca.pem(), None, &[]), &[])
-            .await
-            .unwrap(),
-    );
+    let seen = LoopLog::get(&log.served_by_new);
+    log.until("scrapes after the broken file", |l| {
+        LoopLog::get(&l.served_by_new) >= seen + 3
+    })
+    .await;
     dir.write("web.yml", &good);
 
-    let _ = go_on_tx.send(());
-    let scrapes = tokio::time::timeout(IO_LIMIT, looping)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(scrapes >= 1);
+    log.stop.store(true, SeqCst);
+    tokio::time::timeout(IO_LIMIT, async {
+        keep_alive.await.unwrap();
+        fresh.await.unwrap();
+    })
+    .await
+    .expect("the loops stop");
+    let failures = log.failures.lock().unwrap();
+    assert!(failures.is_empty(), "failed scrapes: {failures:?}");
+    // Every fresh connection was served by one of the two certificates, none by another.
+    assert_eq!(
+        LoopLog::get(&log.fresh_ok),
+        LoopLog::get(&log.served_by_old) + LoopLog::get(&log.served_by_new)
+    );
     node.stop().await;
 }
 
@@ -534,14 +624,40 @@ async fn slow_handshakes_do_not_starve_other_scrapers_and_are_cut_off() {
     let ca = Ca::new("ca");
     let dir = TempDir::new("slowloris");
     let path = write_web_config(&dir, &ca.server(), "", "");
-    let web = WebConfig::load_with(path, Duration::from_millis(200)).unwrap();
+    let web = WebConfig::load_with(path, Duration::from_secs(1)).unwrap();
     let node = Node::start(&web, "").await;
-    // Slowloris: connections that send half a record header and then nothing.
+    // Slowloris: connections that send half a record header and then nothing...
     let mut slow = Vec::new();
     for _ in 0..64 {
         let mut s = TcpStream::connect(node.addr).await.unwrap();
         s.write_all(&[0x16, 0x03]).await.unwrap();
         slow.push(s);
+    }
+    // ...and ones that trickle a ClientHello a byte at a time, so they are never idle: the
+    // timeout bounds the whole handshake, not the gaps between bytes.
+    let hello = client_hello(0x03);
+    let mut tricklers = JoinSet::new();
+    for _ in 0..8 {
+        let hello = hello.clone();
+        let addr = node.addr;
+        tricklers.spawn(async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            for &b in &hello {
+                if s.write_all(&[b]).await.is_err() {
+                    return true; // cut off mid-hello
+                }
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+            let mut buf = [0u8; 4096];
+            // Completed the hello: the server may answer, but must close soon after.
+            loop {
+                match tokio::time::timeout(IO_LIMIT, s.read(&mut buf)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => return true,
+                    Ok(Ok(_)) => continue,
+                    Err(_) => return false,
+                }
+            }
+        });
     }
     for _ in 0..5 {
         assert_fixed_body(
@@ -559,16 +675,22 @@ async fn slow_handshakes_do_not_starve_other_scrapers_and_are_cut_off() {
             .unwrap_or(0);
         assert_eq!(n, 0);
     }
+    while let Some(closed) = tricklers.join_next().await {
+        assert!(
+            closed.unwrap(),
+            "the server closed the trickling connection"
+        );
+    }
     node.stop().await;
 }
 
+/// Resident set size from `/proc/self/statm` (its second field, in pages).
 fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
+    pages * page / 1024
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
