@@ -121,12 +121,6 @@ async fn handshake_without_client_certificate_serves_the_scrape_and_headers() {
             Some("max-age=31536000")
         );
     }
-    // ALPN offers HTTP/1.1.
-    let mut cfg = (*client_config(&ca.pem(), None, &[])).clone();
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let s = connect_tls(node.addr, Arc::new(cfg)).await.unwrap();
-    assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
-    drop(s);
     node.stop().await;
 }
 
@@ -284,6 +278,183 @@ async fn client_allowed_sans_needs_one_listed_san_of_any_kind() {
         );
         node.stop().await;
     }
+}
+
+/// A client configuration offering `alpn` (most preferred first).
+fn with_alpn(config: Arc<rustls::ClientConfig>, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    let mut config = (*config).clone();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+/// An HTTP/2 client on one connection (hyper's), and the task driving that connection; the
+/// task ends when the server closes the connection.
+async fn h2_client<S>(
+    io: S,
+) -> (
+    hyper::client::conn::http2::SendRequest<http_body_util::Empty<hyper::body::Bytes>>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(io),
+    )
+    .await
+    .expect("HTTP/2 handshake");
+    (sender, tokio::spawn(conn))
+}
+
+/// One GET over HTTP/2: status, the header `header`, and the body.
+async fn h2_get(
+    sender: &mut hyper::client::conn::http2::SendRequest<http_body_util::Empty<hyper::body::Bytes>>,
+    authorization: Option<&str>,
+    header: &str,
+) -> hyper::Result<(u16, Option<String>, String)> {
+    use http_body_util::BodyExt;
+    let mut req = hyper::Request::get(format!("https://127.0.0.1{PATH}"));
+    if let Some(value) = authorization {
+        req = req.header("Authorization", value);
+    }
+    let req = req.body(http_body_util::Empty::new()).unwrap();
+    let response = tokio::time::timeout(IO_LIMIT, sender.send_request(req))
+        .await
+        .expect("answered within the limit")?;
+    assert_eq!(response.version(), hyper::Version::HTTP_2);
+    let status = response.status().as_u16();
+    let value = response
+        .headers()
+        .get(header)
+        .map(|v| v.to_str().unwrap().to_string());
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, value, String::from_utf8(body.to_vec()).unwrap()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alpn_serves_http2_and_http11_on_the_same_tls_port_with_the_same_auth_and_headers() {
+    let ca = Ca::new("ca");
+    let dir = TempDir::new("h2");
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    let web = tls_only(
+        &dir,
+        &ca,
+        "",
+        &format!("basic_auth_users:\n  prom: {hash}\nhttp_server_config:\n  headers:\n    X-Frame-Options: deny\n"),
+    );
+    let node = Node::start(&web, "").await;
+    let right = basic("prom", "s3cret");
+    let cfg = || client_config(&ca.pem(), None, &[]);
+
+    // HTTP/2: chosen by ALPN when offered, several requests (two at once) on one connection.
+    let s = connect_tls(node.addr, with_alpn(cfg(), &[b"h2", b"http/1.1"]))
+        .await
+        .unwrap();
+    assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, driver) = h2_client(s).await;
+    let mut second = sender.clone();
+    let (a, b) = tokio::join!(
+        h2_get(&mut sender, Some(&right), "x-frame-options"),
+        h2_get(&mut second, Some(&right), "x-frame-options"),
+    );
+    for (status, frame, body) in [a.unwrap(), b.unwrap()] {
+        assert_eq!(status, 200);
+        assert_eq!(frame.as_deref(), Some("deny"));
+        assert!(body.contains("test_up 1"), "{body}");
+    }
+    let (status, _, _) = h2_get(&mut sender, Some(&basic("prom", "wrong")), "")
+        .await
+        .unwrap();
+    assert_eq!(status, 401);
+    let (status, _, _) = h2_get(&mut sender, None, "").await.unwrap();
+    assert_eq!(status, 401);
+    drop((sender, second));
+    let _ = tokio::time::timeout(IO_LIMIT, driver)
+        .await
+        .expect("closed");
+
+    // HTTP/1.1 on the same port: when it is the only offer, and without ALPN at all.
+    for alpn in [&[&b"http/1.1"[..]][..], &[]] {
+        let mut s = connect_tls(node.addr, with_alpn(cfg(), alpn))
+            .await
+            .unwrap();
+        let expected = (!alpn.is_empty()).then_some(&b"http/1.1"[..]);
+        assert_eq!(s.get_ref().1.alpn_protocol(), expected);
+        let r = get_on(&mut s, PATH, &[("Authorization", &right)])
+            .await
+            .unwrap();
+        assert_fixed_body(&r);
+        assert_eq!(r.header("X-Frame-Options"), Some("deny"));
+    }
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_connection_is_closed_by_the_server() {
+    let ca = Ca::new("ca");
+    let dir = TempDir::new("h2idle");
+    let web = tls_only(&dir, &ca, "", "");
+    let node = Node::start(&web, "").await;
+    let s = connect_tls(
+        node.addr,
+        with_alpn(client_config(&ca.pem(), None, &[]), &[b"h2"]),
+    )
+    .await
+    .unwrap();
+    let (mut sender, driver) = h2_client(s).await;
+    let (status, _, _) = h2_get(&mut sender, None, "").await.unwrap();
+    assert_eq!(status, 200);
+    // The client keeps its handle (it would reuse the connection); the server's idle bound
+    // (the header-read timeout, 1 s by default) sends GOAWAY and closes it.
+    let closed = tokio::time::timeout(IO_LIMIT, driver).await;
+    assert!(
+        closed.is_ok(),
+        "the server closed the idle HTTP/2 connection"
+    );
+    assert!(sender.is_closed() || sender.ready().await.is_err());
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_false_offers_only_http11_and_plain_ports_do_not_speak_http2() {
+    let ca = Ca::new("ca");
+    let dir = TempDir::new("noh2");
+    let web = tls_only(&dir, &ca, "", "http_server_config:\n  http2: false\n");
+    let node = Node::start(&web, "").await;
+    let mut s = connect_tls(
+        node.addr,
+        with_alpn(client_config(&ca.pem(), None, &[]), &[b"h2", b"http/1.1"]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    assert_fixed_body(&get_on(&mut s, PATH, &[]).await.unwrap());
+    drop(s);
+    node.stop().await;
+
+    // A plain port (a web config without TLS): HTTP/2 with prior knowledge is not served.
+    let plain = WebConfig::load(dir.write("plain.yml", "")).unwrap();
+    assert!(!plain.is_tls());
+    let node = Node::start(&plain, "").await;
+    let tcp = TcpStream::connect(node.addr).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .expect("the client side of the handshake is local");
+    let driver = tokio::spawn(conn);
+    let mut sender = sender;
+    let r = tokio::time::timeout(IO_LIMIT, h2_get(&mut sender, None, ""))
+        .await
+        .expect("answered or refused within the limit");
+    assert!(r.is_err(), "a plain port answered HTTP/2: {r:?}");
+    let _ = tokio::time::timeout(IO_LIMIT, driver).await;
+    // ...and still serves HTTP/1.1.
+    let reply = support::get(node.addr, PATH, &[]).await;
+    assert_eq!(reply.status, 200);
+    node.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

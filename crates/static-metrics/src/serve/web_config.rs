@@ -7,7 +7,9 @@
 //! `client_auth.rs`). Divergences from the toolkit, each refused with a clear error rather
 //! than ignored: TLS 1.0/1.1 (rustls implements 1.2 and 1.3 only), CBC cipher suites,
 //! `CurveP521`, `rate_limit`, and `client_allowed_sans` with `NoClientCert` or an empty list
-//! (the toolkit silently checks nothing, or refuses every client).
+//! (the toolkit silently checks nothing, or refuses every client). `http_server_config.http2`
+//! (default true) decides whether TLS ports offer `h2` next to `http/1.1` over ALPN; plain
+//! ports speak HTTP/1.1 only, as Go's server does without TLS.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -270,8 +272,14 @@ pub(crate) fn parse_layer(path: &Path, text: &str) -> Result<Layer, WebConfigErr
     }
     let base = path.parent().unwrap_or(Path::new("."));
     let mut files = Vec::new();
+    // The toolkit's default: HTTP/2 on, offered over ALPN.
+    let http2 = file
+        .http_server_config
+        .as_ref()
+        .and_then(|h| h.http2)
+        .unwrap_or(true);
     let tls = match file.tls_server_config {
-        Some(tls) => build_tls(base, tls, &mut files).map_err(err)?,
+        Some(tls) => build_tls(base, tls, http2, &mut files).map_err(err)?,
         None => None,
     };
     let basic = match file.basic_auth_users {
@@ -282,7 +290,6 @@ pub(crate) fn parse_layer(path: &Path, text: &str) -> Result<Layer, WebConfigErr
     };
     let mut headers = Vec::new();
     if let Some(http) = file.http_server_config {
-        let _ = http.http2; // HTTP/1.1 only; the key is accepted for compatibility.
         for (name, value) in http.headers.unwrap_or_default() {
             let Some(allowed) = ALLOWED_HEADERS
                 .iter()
@@ -385,6 +392,7 @@ fn suite_by_go_name(name: &str) -> Option<SupportedCipherSuite> {
 fn build_tls(
     base: &Path,
     tls: TlsFile,
+    http2: bool,
     files: &mut Vec<(PathBuf, Option<(SystemTime, u64)>)>,
 ) -> Result<Option<TlsAcceptor>, String> {
     let cert = read_pem(base, "cert", tls.cert, tls.cert_file, files)?;
@@ -551,7 +559,12 @@ fn build_tls(
         .with_single_cert(chain, key)
         .map_err(|e| format!("tls_server_config: certificate and key: {e}"))?;
     config.ignore_client_order = tls.prefer_server_cipher_suites.unwrap_or(true);
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Ours in order of preference; rustls picks the first the client also offers.
+    config.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     Ok(Some(TlsAcceptor::from(Arc::new(config))))
 }
 
