@@ -1105,3 +1105,45 @@ fn a_token_without_tls_beyond_loopback_warns_that_it_crosses_the_network_in_clea
     assert!(logged[0].contains(&expected), "{logged:?}");
     assert!(logged[0].contains("address=\"0.0.0.0:9090\""), "{logged:?}");
 }
+
+/// The first YAML block after `marker` in the README.
+fn readme_yaml(marker: &str) -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let after = &readme[readme.find(marker).expect("the README section")..];
+    let start = after.find("```yaml\n").unwrap() + "```yaml\n".len();
+    after[start..start + after[start..].find("```").unwrap()].to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_web_config_loads_and_serves_its_scraper() {
+    let text = readme_yaml("A complete file (`web-config.yml`");
+    let ca = Ca::new("ca");
+    let dir = TempDir::new("readme");
+    let server = ca.server();
+    dir.write("node.crt", &server.cert_pem);
+    dir.write("node.key", &server.key_pem);
+    dir.write("clients-ca.crt", &ca.pem());
+    let web = WebConfig::load(dir.write("web-config.yml", &text)).expect("the README file loads");
+    assert!(web.is_tls() && web.has_basic_auth());
+    let node = Node::start(&web, "").await;
+    // The scraper of the README: a client certificate with SAN "prometheus", user prometheus.
+    let prometheus = ca.client();
+    let cfg = client_config(&ca.pem(), Some(&prometheus), &[]);
+    let auth = basic("prometheus", "changeme");
+    let r = scrape(node.addr, Arc::clone(&cfg), &[("Authorization", &auth)])
+        .await
+        .unwrap();
+    assert_fixed_body(&r);
+    assert_eq!(r.header("X-Content-Type-Options"), Some("nosniff"));
+    // Another SAN is refused by client_allowed_sans.
+    let other = ca.client_with_sans(vec![SanType::DnsName("grafana".try_into().unwrap())]);
+    let r = scrape(
+        node.addr,
+        client_config(&ca.pem(), Some(&other), &[]),
+        &[("Authorization", &auth)],
+    )
+    .await;
+    assert!(r.is_err(), "{r:?}");
+    node.stop().await;
+}
