@@ -1147,3 +1147,105 @@ async fn the_readme_web_config_loads_and_serves_its_scraper() {
     assert!(r.is_err(), "{r:?}");
     node.stop().await;
 }
+
+/// The failed-handshake counters as `reason -> value`, scraped over TLS with `config`.
+async fn tls_failures(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> std::collections::BTreeMap<String, u64> {
+    let mut s = connect_tls(addr, config).await.unwrap();
+    let r = get_on(
+        &mut s,
+        "/metrics?name[]=promhttp_metric_handler_tls_handshake_failures_total",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200);
+    String::from_utf8(r.body)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let rest =
+                l.strip_prefix("promhttp_metric_handler_tls_handshake_failures_total{reason=\"")?;
+            let (reason, value) = rest.split_once("\"} ")?;
+            Some((reason.to_string(), value.parse().unwrap()))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_handshakes_are_counted_by_reason() {
+    let clients = Clients::new();
+    let dir = TempDir::new("failcount");
+    let path = write_client_auth_config(
+        &dir,
+        &clients.ca.server(),
+        "RequireAndVerifyClientCert",
+        Some(&clients.ca),
+        "",
+    );
+    let web = WebConfig::load_with(path, Duration::from_millis(300)).unwrap();
+    let node = Node::start(&web, "").await;
+    let good = clients.config(Client::Good);
+    let zero: std::collections::BTreeMap<String, u64> = [
+        "plain_http",
+        "timeout",
+        "incompatible",
+        "client_certificate",
+        "client_alert",
+        "closed",
+        "other",
+    ]
+    .into_iter()
+    .map(|r| (r.to_string(), 0))
+    .collect();
+    assert_eq!(tls_failures(node.addr, Arc::clone(&good)).await, zero);
+
+    // One of each reason (two refused client certificates).
+    assert_eq!(support::get(node.addr, PATH, &[]).await.status, 400);
+    let reply = support::exchange(node.addr, &tls11_client_hello()).await;
+    assert_eq!(reply.first(), Some(&0x15), "an alert: {reply:?}");
+    let stranger = client_config(&clients.other.pem(), Some(&clients.good), &[]);
+    assert!(scrape(node.addr, stranger, &[]).await.is_err());
+    for client in [Client::NoCert, Client::WrongCa] {
+        assert!(scrape(node.addr, clients.config(client), &[])
+            .await
+            .is_err());
+    }
+    drop(TcpStream::connect(node.addr).await.unwrap());
+    let _ = support::exchange(
+        node.addr,
+        &[0x16, 0x03, 0x01, 0x00, 0x04, 0xde, 0xad, 0xbe, 0xef],
+    )
+    .await;
+    let mut silent = TcpStream::connect(node.addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(IO_LIMIT, silent.read(&mut buf))
+        .await
+        .expect("the server cut the silent connection off")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+
+    let mut expected = zero.clone();
+    for (reason, n) in [
+        ("plain_http", 1),
+        ("incompatible", 1),
+        ("client_alert", 1),
+        ("client_certificate", 2),
+        ("closed", 1),
+        ("other", 1),
+        ("timeout", 1),
+    ] {
+        expected.insert(reason.to_string(), n);
+    }
+    // The server counts after the client has seen the failure: wait (bounded) for it.
+    let mut seen = tls_failures(node.addr, Arc::clone(&good)).await;
+    let deadline = tokio::time::Instant::now() + IO_LIMIT;
+    while seen != expected && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        seen = tls_failures(node.addr, Arc::clone(&good)).await;
+    }
+    assert_eq!(seen, expected);
+    node.stop().await;
+}

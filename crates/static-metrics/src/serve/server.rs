@@ -62,6 +62,12 @@ pub(crate) trait Handler: Send + Sync + 'static {
     fn bearer(&self) -> Option<&BearerAuth> {
         None
     }
+
+    /// Where the server counts failed TLS handshakes, if the handler exposes them.
+    #[cfg(feature = "tls")]
+    fn tls_stats(&self) -> Option<&super::self_metrics::TlsStats> {
+        None
+    }
 }
 
 /// Request extension: the connection layer already authenticated this request (a basic-auth
@@ -196,7 +202,11 @@ impl<H: Handler> Server<H> {
         self.shared
             .web
             .set(web)
-            .map_err(|_| ServeError::WebConfigAlreadySet)
+            .map_err(|_| ServeError::WebConfigAlreadySet)?;
+        if let Some(stats) = self.shared.handler.tls_stats() {
+            stats.enable();
+        }
+        Ok(())
     }
 
     pub(crate) fn config(&self) -> ServerConfig {
@@ -305,7 +315,12 @@ impl<H: Handler> Server<H> {
                             shared.drive_h2(TokioIo::new(tls), Some(layer)).await;
                         }
                         Ok(tls) => shared.drive(TokioIo::new(tls), Some(layer)).await,
-                        Err(e) => debug!(server = shared.name, error = %e, "TLS handshake failed"),
+                        Err((reason, e)) => {
+                            if let Some(stats) = shared.handler.tls_stats() {
+                                stats.count(reason);
+                            }
+                            debug!(server = shared.name, ?reason, error = %e, "TLS handshake failed");
+                        }
                     }
                     return;
                 }

@@ -33,6 +33,7 @@ use tracing::{error, info};
 
 use super::basic_auth::BasicAuth;
 use super::client_auth::{AllowedSans, AnyClientCert};
+use super::self_metrics::TlsFailure;
 
 /// Why a web-configuration file could not be used. The message names the file and the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -616,34 +617,63 @@ const PLAIN_HTTP_REFUSAL: &[u8] = b"HTTP/1.0 400 Bad Request\r\nContent-Type: te
 
 /// The TLS handshake of one accepted connection, bounded by `timeout`. A connection whose
 /// first byte is not a TLS handshake record is answered [`PLAIN_HTTP_REFUSAL`] and closed.
+/// A failure comes with its reason for the self metrics.
 pub(crate) async fn handshake(
     acceptor: TlsAcceptor,
     stream: tokio::net::TcpStream,
     timeout: Duration,
-) -> std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+) -> Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, (TlsFailure, std::io::Error)> {
     use std::io::{Error, ErrorKind};
     use tokio::io::AsyncWriteExt;
     let work = async {
         let mut first = [0u8; 1];
         let mut stream = stream;
-        if stream.peek(&mut first).await? == 0 {
-            return Err(Error::new(
-                ErrorKind::UnexpectedEof,
-                "closed before the handshake",
+        let peeked = stream.peek(&mut first).await;
+        if peeked.as_ref().is_ok_and(|&n| n == 0) {
+            return Err((
+                TlsFailure::Closed,
+                Error::new(ErrorKind::UnexpectedEof, "closed before the handshake"),
             ));
         }
+        peeked.map_err(|e| (TlsFailure::Closed, e))?;
         // 0x16: a TLS handshake record, which every ClientHello starts with.
         if first[0] != 0x16 {
-            stream.write_all(PLAIN_HTTP_REFUSAL).await?;
+            let _ = stream.write_all(PLAIN_HTTP_REFUSAL).await;
             let _ = stream.shutdown().await;
-            return Err(Error::new(
-                ErrorKind::InvalidData,
-                "plain HTTP on the TLS port",
+            return Err((
+                TlsFailure::PlainHttp,
+                Error::new(ErrorKind::InvalidData, "plain HTTP on the TLS port"),
             ));
         }
-        acceptor.accept(stream).await
+        acceptor.accept(stream).await.map_err(|e| (classify(&e), e))
     };
-    tokio::time::timeout(timeout, work)
-        .await
-        .map_err(|_| Error::new(ErrorKind::TimedOut, "TLS handshake timed out"))?
+    tokio::time::timeout(timeout, work).await.map_err(|_| {
+        (
+            TlsFailure::Timeout,
+            Error::new(ErrorKind::TimedOut, "TLS handshake timed out"),
+        )
+    })?
+}
+
+/// The reason of a failed `accept`: tokio-rustls carries rustls' error inside the I/O error.
+fn classify(e: &std::io::Error) -> TlsFailure {
+    let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
+        return match e.kind() {
+            std::io::ErrorKind::UnexpectedEof
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::BrokenPipe => TlsFailure::Closed,
+            _ => TlsFailure::Other,
+        };
+    };
+    match tls {
+        rustls::Error::PeerIncompatible(_) | rustls::Error::NoApplicationProtocol => {
+            TlsFailure::Incompatible
+        }
+        rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => {
+            TlsFailure::ClientCertificate
+        }
+        rustls::Error::AlertReceived(_) => TlsFailure::ClientAlert,
+        _ => TlsFailure::Other,
+    }
 }
