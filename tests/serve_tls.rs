@@ -1,7 +1,9 @@
 //! HTTPS and the exporter web-configuration file, over loopback with certificates generated
-//! in each test: handshakes with and without client certificates, wrong CA, expired
-//! certificates, TLS 1.1, plain HTTP on the TLS port, basic auth, rotation under a running
-//! scrape loop, slow and failed handshakes, and the start-up errors of bad files.
+//! in each test: every `client_auth_type` with no, good, wrong-CA, expired and forged client
+//! certificates, `client_allowed_sans`, wrong CA and expired server certificates, TLS 1.1,
+//! plain HTTP on the TLS port, basic auth, HTTP/2 and HTTP/1.1 over ALPN, rotation under
+//! running scrape loops, slow and failed handshakes (memory, self metrics), the clear-text
+//! warning, the README's file, and the start-up errors of bad files.
 
 #[path = "serve_support.rs"]
 mod support;
@@ -746,7 +748,7 @@ async fn rotation_under_a_running_scrape_loop_fails_no_scrape() {
     })
     .await
     .expect("the loops stop");
-    let failures = log.failures.lock().unwrap();
+    let failures = log.failures.lock().unwrap().clone();
     assert!(failures.is_empty(), "failed scrapes: {failures:?}");
     // Every fresh connection was served by one of the two certificates, none by another.
     assert_eq!(
