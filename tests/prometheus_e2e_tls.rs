@@ -2,7 +2,8 @@
 //! `--web.config.file` (TLS, client certificates verified if given, a bcrypt basic-auth user)
 //! and scraped by the `prometheus` binary on loopback in four jobs, all with `basic_auth`:
 //! `tls_config` with the CA file, the same plus a client certificate, a client certificate
-//! from an unknown CA, and a good certificate with the wrong password. The first two must be
+//! from an unknown CA, a good certificate with the wrong password, and the client certificate
+//! with `enable_http2` (Go's HTTP/2 client over ALPN). The first two and the last must be
 //! `up`, the others down; the series must arrive through the good jobs.
 //!
 //! Needs `prometheus` on the PATH (Debian: `apt-get install prometheus`; or `PROMETHEUS_BIN`).
@@ -174,7 +175,7 @@ fn prometheus_scrapes_the_demo_node_over_https_with_client_certificates_and_basi
     };
     let client_cert = format!("      cert_file: {d}/client.crt\n      key_file: {d}/client.key\n");
     let config = format!(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n{}{}{}{}",
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n{}{}{}{}{}",
         job("tls_ca", PASSWORD, ""),
         job("tls_client_cert", PASSWORD, &client_cert),
         job(
@@ -184,6 +185,11 @@ fn prometheus_scrapes_the_demo_node_over_https_with_client_certificates_and_basi
         ),
         // A good certificate but the wrong password: basic auth is enforced on its own.
         job("tls_wrong_password", "not-the-password", &client_cert),
+        // Go's HTTP/2 client over ALPN against our h2 server.
+        job("tls_http2", PASSWORD, &client_cert).replace(
+            "    scheme: https\n",
+            "    scheme: https\n    enable_http2: true\n"
+        ),
     );
     let config_path = dir.write("prometheus.yml", &config);
     let listen = format!("127.0.0.1:{}", free_port());
@@ -204,7 +210,7 @@ fn prometheus_scrapes_the_demo_node_over_https_with_client_certificates_and_basi
 
     let up = |job: &str| query(&listen, &format!("up{{job=\"{job}\"}}"));
     let log_tail = || std::fs::read_to_string(dir.path("prometheus.log")).unwrap_or_default();
-    for job in ["tls_ca", "tls_client_cert"] {
+    for job in ["tls_ca", "tls_client_cert", "tls_http2"] {
         let mut last = None;
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
