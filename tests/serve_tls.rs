@@ -164,13 +164,22 @@ impl Clients {
     }
 
     fn config(&self, client: Client) -> Arc<rustls::ClientConfig> {
+        self.config_with(client, &[])
+    }
+
+    /// [`config`](Clients::config) limited to `versions` (both when empty).
+    fn config_with(
+        &self,
+        client: Client,
+        v: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Arc<rustls::ClientConfig> {
         let pem = self.ca.pem();
         match client {
-            Client::NoCert => client_config(&pem, None, &[]),
-            Client::Good => client_config(&pem, Some(&self.good), &[]),
-            Client::WrongCa => client_config(&pem, Some(&self.other.client()), &[]),
-            Client::Expired => client_config(&pem, Some(&self.ca.expired_client()), &[]),
-            Client::Forged => forged_client_config(&pem, &self.good, &self.ca.client()),
+            Client::NoCert => client_config(&pem, None, v),
+            Client::Good => client_config(&pem, Some(&self.good), v),
+            Client::WrongCa => client_config(&pem, Some(&self.other.client()), v),
+            Client::Expired => client_config(&pem, Some(&self.ca.expired_client()), v),
+            Client::Forged => forged_client_config(&pem, &self.good, &self.ca.client(), v),
         }
     }
 
@@ -219,12 +228,18 @@ async fn every_client_auth_type_with_none_good_wrong_ca_expired_and_forged_certi
         let dir = TempDir::new("clientauth");
         let web = clients.web(&dir, auth_type, with_ca, "");
         let node = Node::start(&web, "").await;
-        for (client, accepted) in CLIENTS.into_iter().zip(expected) {
-            let r = scrape(node.addr, clients.config(client), &[]).await;
-            match (&r, accepted) {
-                (Ok(r), true) => assert_fixed_body(r),
-                (Err(_), false) => {}
-                _ => panic!("{auth_type} (CA given: {with_ca}) with {client:?}: {r:?}"),
+        // Both versions: the client's certificate and signature travel differently in each.
+        for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+            for (client, accepted) in CLIENTS.into_iter().zip(expected) {
+                let r = scrape(node.addr, clients.config_with(client, &[version]), &[]).await;
+                match (&r, accepted) {
+                    (Ok(r), true) => assert_fixed_body(r),
+                    (Err(_), false) => {}
+                    _ => panic!(
+                        "{auth_type} (CA given: {with_ca}) with {client:?} over {:?}: {r:?}",
+                        version.version
+                    ),
+                }
             }
         }
         // Refusals do not disturb the port.

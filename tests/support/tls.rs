@@ -217,7 +217,12 @@ impl rustls::client::ResolvesClientCert for FixedClientCert {
 /// A client that presents `cert`'s certificate but signs the handshake with `key`'s private
 /// key: a stolen certificate without its key. Every server that asks for a certificate must
 /// refuse it, even the modes that do not chain it to a CA.
-pub fn forged_client_config(ca_pem: &str, cert: &Leaf, key: &Leaf) -> Arc<rustls::ClientConfig> {
+pub fn forged_client_config(
+    ca_pem: &str,
+    cert: &Leaf,
+    key: &Leaf,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(c.unwrap()).unwrap();
@@ -229,10 +234,15 @@ pub fn forged_client_config(ca_pem: &str, cert: &Leaf, key: &Leaf) -> Arc<rustls
     let der = PrivateKeyDer::from_pem_slice(key.key_pem.as_bytes()).unwrap();
     let signer = rustls::crypto::ring::sign::any_supported_type(&der).unwrap();
     let certified = Arc::new(rustls::sign::CertifiedKey::new(chain, signer));
+    let versions = if versions.is_empty() {
+        rustls::ALL_VERSIONS
+    } else {
+        versions
+    };
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
-    .with_safe_default_protocol_versions()
+    .with_protocol_versions(versions)
     .unwrap()
     .with_root_certificates(roots)
     .with_client_cert_resolver(Arc::new(FixedClientCert(certified)));
