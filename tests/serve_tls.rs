@@ -530,7 +530,7 @@ async fn tls11_is_refused_with_a_protocol_version_alert_and_the_port_keeps_servi
     let dir = TempDir::new("tls11");
     // Short: the control handshake below is left unfinished until the server cuts it off.
     let path = write_web_config(&dir, &ca.server(), "", "");
-    let web = WebConfig::load_with(path, Duration::from_millis(300)).unwrap();
+    let web = WebConfig::load_with(path, Duration::from_secs(1)).unwrap();
     let node = Node::start(&web, "").await;
     // Control: the same hello as TLS 1.2 gets a ServerHello (a handshake record).
     let reply = support::exchange(node.addr, &client_hello(0x03)).await;
@@ -1202,7 +1202,7 @@ async fn failed_handshakes_are_counted_by_reason() {
         Some(&clients.ca),
         "",
     );
-    let web = WebConfig::load_with(path, Duration::from_millis(300)).unwrap();
+    let web = WebConfig::load_with(path, Duration::from_secs(1)).unwrap();
     let node = Node::start(&web, "").await;
     let good = clients.config(Client::Good);
     let zero: std::collections::BTreeMap<String, u64> = [
