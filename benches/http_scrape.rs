@@ -8,7 +8,7 @@
 //! the same full-node scrape over HTTPS (rustls, keep-alive) next to plain HTTP, and the cost
 //! of a full TLS handshake next to a plain TCP connect.
 
-#[path = "../tests/tls_support.rs"]
+#[path = "../tests/support/tls.rs"]
 mod tls;
 
 use std::hint::black_box;

@@ -1,13 +1,15 @@
 //! End to end under a real Prometheus, over HTTPS: the demo node started with
 //! `--web.config.file` (TLS, client certificates verified if given, a bcrypt basic-auth user)
-//! and scraped by the `prometheus` binary on loopback in three jobs: `tls_config` with the CA
-//! file, the same plus a client certificate, and a client certificate from an unknown CA. The
-//! first two must be `up`, the third down; the series must arrive through the good jobs.
+//! and scraped by the `prometheus` binary on loopback in four jobs, all with `basic_auth`:
+//! `tls_config` with the CA file, the same plus a client certificate, a client certificate
+//! from an unknown CA, a good certificate with the wrong password, and the client certificate
+//! with `enable_http2` (Go's HTTP/2 client over ALPN). The first two and the last must be
+//! `up`, the others down; the series must arrive through the good jobs.
 //!
 //! Needs `prometheus` on the PATH (Debian: `apt-get install prometheus`; or `PROMETHEUS_BIN`).
 //! Without it the test passes with a printed SKIPPED notice, except under CI (`CI` set).
 
-#[path = "tls_support.rs"]
+#[path = "support/tls.rs"]
 mod tls;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -166,21 +168,27 @@ fn prometheus_scrapes_the_demo_node_over_https_with_client_certificates_and_basi
     let (_node, target) = start_node(&web);
 
     let d = dir.0.display();
-    let job = |name: &str, cert: &str| {
+    let job = |name: &str, password: &str, cert: &str| {
         format!(
-            "  - job_name: {name}\n    scheme: https\n    basic_auth:\n      username: prometheus\n      password: {PASSWORD}\n    tls_config:\n      ca_file: {d}/ca.crt\n{cert}    static_configs:\n      - targets: ['{target}']\n"
+            "  - job_name: {name}\n    scheme: https\n    basic_auth:\n      username: prometheus\n      password: {password}\n    tls_config:\n      ca_file: {d}/ca.crt\n{cert}    static_configs:\n      - targets: ['{target}']\n"
         )
     };
+    let client_cert = format!("      cert_file: {d}/client.crt\n      key_file: {d}/client.key\n");
     let config = format!(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n{}{}{}",
-        job("tls_ca", ""),
-        job(
-            "tls_client_cert",
-            &format!("      cert_file: {d}/client.crt\n      key_file: {d}/client.key\n")
-        ),
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n{}{}{}{}{}",
+        job("tls_ca", PASSWORD, ""),
+        job("tls_client_cert", PASSWORD, &client_cert),
         job(
             "tls_stranger_cert",
+            PASSWORD,
             &format!("      cert_file: {d}/bad.crt\n      key_file: {d}/bad.key\n")
+        ),
+        // A good certificate but the wrong password: basic auth is enforced on its own.
+        job("tls_wrong_password", "not-the-password", &client_cert),
+        // Go's HTTP/2 client over ALPN against our h2 server.
+        job("tls_http2", PASSWORD, &client_cert).replace(
+            "    scheme: https\n",
+            "    scheme: https\n    enable_http2: true\n"
         ),
     );
     let config_path = dir.write("prometheus.yml", &config);
@@ -202,7 +210,7 @@ fn prometheus_scrapes_the_demo_node_over_https_with_client_certificates_and_basi
 
     let up = |job: &str| query(&listen, &format!("up{{job=\"{job}\"}}"));
     let log_tail = || std::fs::read_to_string(dir.path("prometheus.log")).unwrap_or_default();
-    for job in ["tls_ca", "tls_client_cert"] {
+    for job in ["tls_ca", "tls_client_cert", "tls_http2"] {
         let mut last = None;
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
@@ -219,11 +227,17 @@ fn prometheus_scrapes_the_demo_node_over_https_with_client_certificates_and_basi
             log_tail()
         );
     }
-    wait_for(
-        "the stranger's certificate to be refused (up 0)",
-        Duration::from_secs(60),
-        || up("tls_stranger_cert").as_deref() == Some(&[0.0][..]),
-    );
+    for (job, why) in [
+        (
+            "tls_stranger_cert",
+            "the stranger's certificate to be refused",
+        ),
+        ("tls_wrong_password", "the wrong password to be refused"),
+    ] {
+        wait_for(&format!("{why} (up 0)"), Duration::from_secs(60), || {
+            up(job).as_deref() == Some(&[0.0][..])
+        });
+    }
     // The node's own series arrived over TLS, with its node_id.
     wait_for(
         "node series scraped over TLS",

@@ -77,7 +77,7 @@ pub async fn bind_listener(address: &str, token: &str) -> Result<TcpListener, Se
 
 /// [`check_exposure`] knowing the web configuration: beyond loopback, TLS or a credential
 /// (bearer token, basic-auth users) is required, and a credential without TLS is allowed with
-/// a warning saying that it travels in clear text.
+/// the warning of [`exposure_warning`] logged.
 #[cfg(feature = "tls")]
 pub fn check_exposure_web(
     address: &str,
@@ -94,15 +94,46 @@ pub fn check_exposure_web(
             address: address.to_string(),
         });
     }
-    if !tls {
-        tracing::warn!(
-            address,
-            "serving beyond loopback without TLS: the bearer token or basic-auth password \
-             travels in clear text and can be read by anyone on the path; configure \
-             tls_server_config in the web configuration file (--web.config.file)"
-        );
+    if let Some(warning) = exposure_warning(address, token, web) {
+        tracing::warn!(address, "{warning}");
     }
     Ok(())
+}
+
+/// The warning for serving a credential beyond loopback without TLS, saying why it matters:
+/// the bearer token (or basic-auth password) crosses the network in clear text on every
+/// scrape. `None` on loopback, under TLS, and without a credential (which
+/// [`check_exposure_web`] refuses instead).
+///
+/// ```
+/// use static_metrics::serve::exposure_warning;
+/// let w = exposure_warning("0.0.0.0:9090", "secret", None).unwrap();
+/// assert!(w.contains("clear text"));
+/// assert!(exposure_warning("127.0.0.1:9090", "secret", None).is_none());
+/// ```
+#[cfg(feature = "tls")]
+pub fn exposure_warning(
+    address: &str,
+    token: &str,
+    web: Option<&super::WebConfig>,
+) -> Option<String> {
+    if !address_requires_token(address) || web.is_some_and(super::WebConfig::is_tls) {
+        return None;
+    }
+    let token = !token.trim().is_empty();
+    let basic = web.is_some_and(super::WebConfig::has_basic_auth);
+    let what = match (token, basic) {
+        (true, true) => "the bearer token and the basic-auth passwords cross",
+        (true, false) => "the bearer token crosses",
+        (false, true) => "the basic-auth passwords cross",
+        (false, false) => return None,
+    };
+    Some(format!(
+        "serving {} beyond loopback without TLS: {what} the network in clear text on every \
+         scrape, where anyone on the path can read and replay them; configure \
+         tls_server_config in the web configuration file (--web.config.file)",
+        address.trim()
+    ))
 }
 
 /// [`bind_listener`] applying [`check_exposure_web`] instead of [`check_exposure`].

@@ -120,6 +120,12 @@ impl MetricsHandler {
         self.stats.cap()
     }
 
+    /// The handler's self-metric counters.
+    #[cfg(feature = "tls")]
+    pub(crate) fn stats(&self) -> &HandlerStats {
+        &self.stats
+    }
+
     pub(crate) fn enable_openmetrics(&self) -> bool {
         self.enable_openmetrics
     }
@@ -450,6 +456,11 @@ mod server_side {
         #[cfg(feature = "tls")]
         fn bearer(&self) -> Option<&crate::serve::BearerAuth> {
             MetricsService::bearer(self)
+        }
+
+        #[cfg(feature = "tls")]
+        fn tls_stats(&self) -> Option<&crate::serve::self_metrics::TlsStats> {
+            Some(self.stats().tls())
         }
     }
 }

@@ -72,6 +72,8 @@ mod auth;
 #[cfg(feature = "tls")]
 mod basic_auth;
 mod body;
+#[cfg(feature = "tls")]
+mod client_auth;
 mod error;
 mod filter;
 mod gzip;
@@ -90,7 +92,7 @@ mod web_config;
 #[cfg(feature = "server")]
 pub use address::{address_requires_token, bind_listener, check_exposure};
 #[cfg(feature = "tls")]
-pub use address::{bind_listener_web, check_exposure_web};
+pub use address::{bind_listener_web, check_exposure_web, exposure_warning};
 pub use auth::BearerAuth;
 pub use body::Body;
 pub use error::{EncodeError, ServeError};

@@ -1,5 +1,6 @@
 //! The metrics handler's own families, as client_golang's `promhttp` exposes them:
-//! scrapes by status code and scrapes in flight.
+//! scrapes by status code and scrapes in flight; under a web configuration also the failed
+//! TLS handshakes by reason (ours, next to them under the same prefix).
 //!
 //! They live in the server, not the registry (SPEC 1.1 keeps the registry free of handler
 //! metrics), and are appended after the registry's families in the negotiated format.
@@ -34,6 +35,72 @@ const fn needs_no_escaping(help: &str) -> bool {
 }
 const _: () = assert!(needs_no_escaping(IN_FLIGHT_HELP) && needs_no_escaping(REQUESTS_HELP));
 
+/// Failed TLS handshakes; the counter's family name (samples add `_total`).
+#[cfg(feature = "tls")]
+const TLS_FAILURES: &str = "promhttp_metric_handler_tls_handshake_failures";
+#[cfg(feature = "tls")]
+const TLS_FAILURES_TOTAL: &str = "promhttp_metric_handler_tls_handshake_failures_total";
+#[cfg(feature = "tls")]
+const TLS_FAILURES_HELP: &str = "Total number of TLS handshakes that failed, by reason.";
+#[cfg(feature = "tls")]
+const _: () = assert!(needs_no_escaping(TLS_FAILURES_HELP));
+
+/// Why a TLS handshake failed: a small closed set, so the label cannot grow.
+#[cfg(feature = "tls")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TlsFailure {
+    /// Plain HTTP sent to the TLS port (answered 400).
+    PlainHttp = 0,
+    /// Not finished within the handshake timeout (slow or stalled clients).
+    Timeout = 1,
+    /// No protocol version, cipher suite, group or ALPN protocol in common (TLS 1.1 clients).
+    Incompatible = 2,
+    /// The client's certificate was missing or refused (CA, expiry, SANs, signature).
+    ClientCertificate = 3,
+    /// The client aborted with an alert, usually because it refused our certificate.
+    ClientAlert = 4,
+    /// The connection closed or reset before the handshake finished.
+    Closed = 5,
+    /// Anything else (malformed or out-of-order messages).
+    Other = 6,
+}
+
+#[cfg(feature = "tls")]
+const TLS_REASONS: [&str; 7] = [
+    "plain_http",
+    "timeout",
+    "incompatible",
+    "client_certificate",
+    "client_alert",
+    "closed",
+    "other",
+];
+
+/// The failed-handshake counters; exposed once a web configuration is attached, so servers
+/// without one expose exactly the promhttp families.
+#[cfg(feature = "tls")]
+#[derive(Default)]
+pub(crate) struct TlsStats {
+    enabled: std::sync::atomic::AtomicBool,
+    failures: [AtomicU64; 7],
+}
+
+#[cfg(feature = "tls")]
+impl TlsStats {
+    /// Starts exposing the family (all reasons at 0).
+    pub(crate) fn enable(&self) {
+        self.enabled.store(true, Relaxed);
+    }
+
+    pub(crate) fn count(&self, reason: TlsFailure) {
+        self.failures[reason as usize].fetch_add(1, Relaxed);
+    }
+
+    fn enabled(&self) -> bool {
+        self.enabled.load(Relaxed)
+    }
+}
+
 /// The status codes a scrape can end with, in exposition order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -54,6 +121,8 @@ pub(crate) struct HandlerStats {
     requests: [AtomicU64; 3],
     /// 0 = unlimited, as client_golang's `MaxRequestsInFlight`.
     cap: usize,
+    #[cfg(feature = "tls")]
+    tls: TlsStats,
 }
 
 /// One admitted scrape; dropping it releases its slot under the cap.
@@ -72,6 +141,8 @@ impl HandlerStats {
             in_flight: AtomicUsize::new(0),
             requests: Default::default(),
             cap,
+            #[cfg(feature = "tls")]
+            tls: TlsStats::default(),
         })
     }
 
@@ -95,6 +166,12 @@ impl HandlerStats {
     /// The configured cap (0 = unlimited).
     pub(crate) fn cap(&self) -> usize {
         self.cap
+    }
+
+    /// The failed-handshake counters of the server serving this handler.
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls(&self) -> &TlsStats {
+        &self.tls
     }
 
     /// Appends the self-metric families that pass `filter` to `out` in `format`.
@@ -130,6 +207,21 @@ impl HandlerStats {
                 )?;
             }
         }
+        #[cfg(feature = "tls")]
+        if self.tls.enabled() && filter.allows(TLS_FAILURES_TOTAL) {
+            let family = match format {
+                Format::OpenMetrics => TLS_FAILURES,
+                Format::Text | Format::Protobuf => TLS_FAILURES_TOTAL,
+            };
+            write_metadata(out, format, family, "counter", TLS_FAILURES_HELP)?;
+            for (reason, count) in TLS_REASONS.iter().zip(&self.tls.failures) {
+                writeln!(
+                    out,
+                    "{TLS_FAILURES_TOTAL}{{reason=\"{reason}\"}} {}",
+                    count.load(Relaxed)
+                )?;
+            }
+        }
         Ok(())
     }
 }
@@ -154,6 +246,21 @@ impl HandlerStats {
                     for (code, count) in CODES.iter().zip(&self.requests) {
                         let v = count.load(Relaxed) as f64;
                         write_metric(out, &[("code", code)], MetricType::Counter, v);
+                    }
+                },
+            );
+        }
+        #[cfg(feature = "tls")]
+        if self.tls.enabled() && filter.allows(TLS_FAILURES_TOTAL) {
+            write_family(
+                out,
+                TLS_FAILURES_TOTAL,
+                TLS_FAILURES_HELP,
+                MetricType::Counter,
+                |out| {
+                    for (reason, count) in TLS_REASONS.iter().zip(&self.tls.failures) {
+                        let v = count.load(Relaxed) as f64;
+                        write_metric(out, &[("reason", reason)], MetricType::Counter, v);
                     }
                 },
             );
@@ -235,6 +342,36 @@ mod tests {
             render(&stats, Format::Text, &NameFilter::from_names(["x"])),
             ""
         );
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn tls_failures_appear_once_enabled_with_every_reason() {
+        let stats = HandlerStats::new(10);
+        let text = render(&stats, Format::Text, &NameFilter::all());
+        assert!(!text.contains("tls_handshake"), "{text}");
+        stats.tls().enable();
+        stats.tls().count(TlsFailure::Timeout);
+        stats.tls().count(TlsFailure::Timeout);
+        stats.tls().count(TlsFailure::Other);
+        let only = NameFilter::from_names([TLS_FAILURES_TOTAL]);
+        assert_eq!(
+            render(&stats, Format::Text, &only),
+            "# HELP promhttp_metric_handler_tls_handshake_failures_total Total number of TLS handshakes that failed, by reason.\n\
+             # TYPE promhttp_metric_handler_tls_handshake_failures_total counter\n\
+             promhttp_metric_handler_tls_handshake_failures_total{reason=\"plain_http\"} 0\n\
+             promhttp_metric_handler_tls_handshake_failures_total{reason=\"timeout\"} 2\n\
+             promhttp_metric_handler_tls_handshake_failures_total{reason=\"incompatible\"} 0\n\
+             promhttp_metric_handler_tls_handshake_failures_total{reason=\"client_certificate\"} 0\n\
+             promhttp_metric_handler_tls_handshake_failures_total{reason=\"client_alert\"} 0\n\
+             promhttp_metric_handler_tls_handshake_failures_total{reason=\"closed\"} 0\n\
+             promhttp_metric_handler_tls_handshake_failures_total{reason=\"other\"} 1\n"
+        );
+        let om = render(&stats, Format::OpenMetrics, &only);
+        assert!(om.starts_with("# TYPE promhttp_metric_handler_tls_handshake_failures counter\n"));
+        // After the promhttp families, in name order.
+        let all = render(&stats, Format::Text, &NameFilter::all());
+        assert!(all.find("requests_total").unwrap() < all.find("tls_handshake").unwrap());
     }
 
     #[test]

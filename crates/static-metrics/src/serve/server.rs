@@ -1,5 +1,5 @@
-//! The connection loop both servers share: accept, serve HTTP/1.1 with a header-read timeout,
-//! and shut down gracefully within a deadline.
+//! The connection loop both servers share: accept, serve HTTP/1.1 with a header-read timeout
+//! (and, under TLS when ALPN chooses it, HTTP/2), and shut down gracefully within a deadline.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -12,6 +12,8 @@ use hyper::header::AUTHORIZATION;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
+#[cfg(feature = "tls")]
+use hyper_util::rt::TokioExecutor;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -58,6 +60,12 @@ pub(crate) trait Handler: Send + Sync + 'static {
     /// accept it next to basic-auth users (one `Authorization` header carries either).
     #[cfg(feature = "tls")]
     fn bearer(&self) -> Option<&BearerAuth> {
+        None
+    }
+
+    /// Where the server counts failed TLS handshakes, if the handler exposes them.
+    #[cfg(feature = "tls")]
+    fn tls_stats(&self) -> Option<&super::self_metrics::TlsStats> {
         None
     }
 }
@@ -194,7 +202,11 @@ impl<H: Handler> Server<H> {
         self.shared
             .web
             .set(web)
-            .map_err(|_| ServeError::WebConfigAlreadySet)
+            .map_err(|_| ServeError::WebConfigAlreadySet)?;
+        if let Some(stats) = self.shared.handler.tls_stats() {
+            stats.enable();
+        }
+        Ok(())
     }
 
     pub(crate) fn config(&self) -> ServerConfig {
@@ -298,8 +310,17 @@ impl<H: Handler> Server<H> {
                         () = shared.closing.cancelled() => return,
                     };
                     match tls {
+                        // HTTP/2 only where ALPN chose it; everything else is HTTP/1.1.
+                        Ok(tls) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                            shared.drive_h2(TokioIo::new(tls), Some(layer)).await;
+                        }
                         Ok(tls) => shared.drive(TokioIo::new(tls), Some(layer)).await,
-                        Err(e) => debug!(server = shared.name, error = %e, "TLS handshake failed"),
+                        Err((reason, e)) => {
+                            if let Some(stats) = shared.handler.tls_stats() {
+                                stats.count(reason);
+                            }
+                            debug!(server = shared.name, ?reason, error = %e, "TLS handshake failed");
+                        }
                     }
                     return;
                 }
@@ -386,6 +407,67 @@ impl<H: Handler> Shared<H> {
         }
     }
 
+    /// Serves HTTP/2 on a TLS connection whose ALPN chose `h2`, until it closes, shutdown
+    /// ends it, or it has had no request in flight for `header_read_timeout` (HTTP/2 has no
+    /// header-read timeout of its own, so this is what bounds an idle connection, as the
+    /// header-read timeout does for HTTP/1.1 keep-alive).
+    #[cfg(feature = "tls")]
+    async fn drive_h2<I>(self: Arc<Self>, io: I, snapshot: Snapshot)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let shared = self;
+        let idle = Arc::new(Idle::new());
+        let service = {
+            let shared = Arc::clone(&shared);
+            let idle = Arc::clone(&idle);
+            service_fn(move |req| {
+                let shared = Arc::clone(&shared);
+                let snapshot = snapshot.clone();
+                let busy = Busy::new(&idle);
+                async move {
+                    let _busy = busy;
+                    Ok::<_, Infallible>(shared.respond(req, snapshot).await)
+                }
+            })
+        };
+        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        // A scraper needs one stream; a few more let a dashboard's parallel requests through
+        // while the scrape cap still bounds the work.
+        builder
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(H2_MAX_STREAMS);
+        let conn = builder.serve_connection(io, service);
+        tokio::pin!(conn);
+        let limit = shared.config.header_read_timeout;
+        let mut draining = false;
+        let result = loop {
+            if draining {
+                break tokio::select! {
+                    result = conn.as_mut() => result,
+                    () = shared.force_close.cancelled() => Ok(()),
+                };
+            }
+            tokio::select! {
+                result = conn.as_mut() => break result,
+                () = shared.closing.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    draining = true;
+                }
+                () = tokio::time::sleep_until(idle.deadline(limit)) => {
+                    if idle.expired(limit) {
+                        // GOAWAY; streams still open finish first.
+                        conn.as_mut().graceful_shutdown();
+                        draining = true;
+                    }
+                }
+            }
+        };
+        if let Err(e) = result {
+            debug!(server = shared.name, error = %e, "HTTP/2 connection closed with an error");
+        }
+    }
+
     async fn respond(&self, req: Request<Incoming>, snapshot: Snapshot) -> Response<Body> {
         #[cfg(feature = "tls")]
         if let Some(layer) = snapshot {
@@ -406,6 +488,66 @@ impl<H: Handler> Shared<H> {
             return refusal;
         }
         self.handler.handle(req).await
+    }
+}
+
+/// Streams one HTTP/2 connection may have open at once.
+#[cfg(feature = "tls")]
+const H2_MAX_STREAMS: u32 = 16;
+
+/// Requests in flight on one HTTP/2 connection and when the last one ended.
+#[cfg(feature = "tls")]
+struct Idle {
+    state: std::sync::Mutex<(usize, tokio::time::Instant)>,
+}
+
+#[cfg(feature = "tls")]
+impl Idle {
+    fn new() -> Idle {
+        Idle {
+            state: std::sync::Mutex::new((0, tokio::time::Instant::now())),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (usize, tokio::time::Instant)> {
+        // The state stays consistent whatever panicked while holding it.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// When the connection would have been idle for `limit` (later if busy now).
+    fn deadline(&self, limit: Duration) -> tokio::time::Instant {
+        let (active, last) = *self.lock();
+        if active > 0 {
+            tokio::time::Instant::now() + limit
+        } else {
+            last + limit
+        }
+    }
+
+    fn expired(&self, limit: Duration) -> bool {
+        let (active, last) = *self.lock();
+        active == 0 && last.elapsed() >= limit
+    }
+}
+
+/// Counts one HTTP/2 request as in flight while it lives.
+#[cfg(feature = "tls")]
+struct Busy(Arc<Idle>);
+
+#[cfg(feature = "tls")]
+impl Busy {
+    fn new(idle: &Arc<Idle>) -> Busy {
+        idle.lock().0 += 1;
+        Busy(Arc::clone(idle))
+    }
+}
+
+#[cfg(feature = "tls")]
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.0 -= 1;
+        state.1 = tokio::time::Instant::now();
     }
 }
 

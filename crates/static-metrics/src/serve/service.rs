@@ -114,6 +114,12 @@ impl MetricsService {
         self.inner.auth.as_ref()
     }
 
+    /// The self-metric counters the service exposes (the server adds its TLS failures).
+    #[cfg(feature = "tls")]
+    pub(crate) fn stats(&self) -> &super::self_metrics::HandlerStats {
+        self.inner.handler.stats()
+    }
+
     /// The path it is restricted to, if any.
     pub fn path(&self) -> Option<&'static str> {
         self.inner.only_path

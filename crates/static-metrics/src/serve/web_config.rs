@@ -3,10 +3,13 @@
 //! response headers, re-read when it changes.
 //!
 //! The file is parsed strictly: an unknown key or a bad value is a [`WebConfigError`] naming
-//! it. Divergences from the toolkit, each refused with a clear error rather than ignored: TLS
-//! 1.0/1.1 (rustls implements 1.2 and 1.3 only), CBC cipher suites, `CurveP521`,
-//! `client_allowed_sans` and `rate_limit`. `http_server_config.http2` is accepted and ignored:
-//! the server speaks HTTP/1.1 (advertised over ALPN).
+//! it. All five `client_auth_type` values are implemented, and `client_allowed_sans` (see
+//! `client_auth.rs`). Divergences from the toolkit, each refused with a clear error rather
+//! than ignored: TLS 1.0/1.1 (rustls implements 1.2 and 1.3 only), CBC cipher suites,
+//! `CurveP521`, `rate_limit`, and `client_allowed_sans` with `NoClientCert` or an empty list
+//! (the toolkit silently checks nothing, or refuses every client). `http_server_config.http2`
+//! (default true) decides whether TLS ports offer `h2` next to `http/1.1` over ALPN; plain
+//! ports speak HTTP/1.1 only, as Go's server does without TLS.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,6 +21,7 @@ use arc_swap::ArcSwap;
 use hyper::header::{HeaderName, HeaderValue};
 use rustls::crypto::ring as provider;
 use rustls::crypto::CryptoProvider;
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, SupportedCipherSuite};
 use rustls_pki_types::pem::PemObject;
@@ -28,6 +32,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use super::basic_auth::BasicAuth;
+use super::client_auth::{AllowedSans, AnyClientCert};
+use super::self_metrics::TlsFailure;
 
 /// Why a web-configuration file could not be used. The message names the file and the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -267,8 +273,14 @@ pub(crate) fn parse_layer(path: &Path, text: &str) -> Result<Layer, WebConfigErr
     }
     let base = path.parent().unwrap_or(Path::new("."));
     let mut files = Vec::new();
+    // The toolkit's default: HTTP/2 on, offered over ALPN.
+    let http2 = file
+        .http_server_config
+        .as_ref()
+        .and_then(|h| h.http2)
+        .unwrap_or(true);
     let tls = match file.tls_server_config {
-        Some(tls) => build_tls(base, tls, &mut files).map_err(err)?,
+        Some(tls) => build_tls(base, tls, http2, &mut files).map_err(err)?,
         None => None,
     };
     let basic = match file.basic_auth_users {
@@ -279,7 +291,6 @@ pub(crate) fn parse_layer(path: &Path, text: &str) -> Result<Layer, WebConfigErr
     };
     let mut headers = Vec::new();
     if let Some(http) = file.http_server_config {
-        let _ = http.http2; // HTTP/1.1 only; the key is accepted for compatibility.
         for (name, value) in http.headers.unwrap_or_default() {
             let Some(allowed) = ALLOWED_HEADERS
                 .iter()
@@ -382,6 +393,7 @@ fn suite_by_go_name(name: &str) -> Option<SupportedCipherSuite> {
 fn build_tls(
     base: &Path,
     tls: TlsFile,
+    http2: bool,
     files: &mut Vec<(PathBuf, Option<(SystemTime, u64)>)>,
 ) -> Result<Option<TlsAcceptor>, String> {
     let cert = read_pem(base, "cert", tls.cert, tls.cert_file, files)?;
@@ -389,7 +401,13 @@ fn build_tls(
     let client_ca = read_pem(base, "client_ca", tls.client_ca, tls.client_ca_file, files)?;
     let (cert, key) = match (cert, key) {
         // The toolkit serves plain HTTP for an empty `tls_server_config`.
-        (None, None) if client_ca.is_none() => return Ok(None),
+        (None, None)
+            if client_ca.is_none()
+                && tls.client_auth_type.as_deref().is_none_or(str::is_empty)
+                && tls.client_allowed_sans.is_none() =>
+        {
+            return Ok(None)
+        }
         (Some(c), Some(k)) => (c, k),
         (None, _) => return Err("tls_server_config: missing cert_file (or cert)".into()),
         (_, None) => return Err("tls_server_config: missing key_file (or key)".into()),
@@ -449,9 +467,15 @@ fn build_tls(
         }
         crypto.kx_groups = groups;
     }
-    if tls.client_allowed_sans.is_some_and(|s| !s.is_empty()) {
-        return Err("tls_server_config.client_allowed_sans is not supported".into());
-    }
+    let allowed_sans = match tls.client_allowed_sans {
+        Some(sans) if sans.is_empty() => {
+            return Err(
+                "tls_server_config.client_allowed_sans is empty: no client certificate could match; remove the key or list the SANs to accept"
+                    .into(),
+            )
+        }
+        other => other,
+    };
     let crypto = Arc::new(crypto);
     let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&crypto))
         .with_protocol_versions(&versions)
@@ -474,7 +498,7 @@ fn build_tls(
         }
         None => None,
     };
-    let verifying = |allow_none: bool| -> Result<_, String> {
+    let verifying = |allow_none: bool| -> Result<Arc<dyn ClientCertVerifier>, String> {
         let roots = roots.clone().ok_or_else(|| {
             format!("tls_server_config: client_auth_type {auth_type} needs client_ca_file")
         })?;
@@ -485,7 +509,17 @@ fn build_tls(
         v.build()
             .map_err(|e| format!("tls_server_config.client_ca_file: {e}"))
     };
-    let builder = match auth_type {
+    // Go's RequestClientCert / RequireAnyClientCert: no chain check, the CA (if any) only
+    // hints which certificate to send.
+    let any = |mandatory: bool| -> Arc<dyn ClientCertVerifier> {
+        let hints = roots.as_ref().map(|r| r.subjects()).unwrap_or_default();
+        Arc::new(AnyClientCert::new(
+            mandatory,
+            hints,
+            crypto.signature_verification_algorithms,
+        ))
+    };
+    let verifier: Option<Arc<dyn ClientCertVerifier>> = match auth_type {
         "NoClientCert" | "" => {
             if roots.is_some() {
                 return Err(
@@ -493,26 +527,45 @@ fn build_tls(
                         .into(),
                 );
             }
-            builder.with_no_client_auth()
+            if allowed_sans.is_some() {
+                return Err(
+                    "tls_server_config: client_allowed_sans is set but client_auth_type is NoClientCert (no certificate is asked for, so nothing would be checked)"
+                        .into(),
+                );
+            }
+            None
         }
-        "VerifyClientCertIfGiven" => builder.with_client_cert_verifier(verifying(true)?),
-        "RequireAndVerifyClientCert" => builder.with_client_cert_verifier(verifying(false)?),
-        "RequestClientCert" | "RequireAnyClientCert" | "RequireClientCert" => {
-            return Err(format!(
-                "tls_server_config.client_auth_type: `{auth_type}` (unverified client certificates) is not supported; use VerifyClientCertIfGiven or RequireAndVerifyClientCert"
-            ))
-        }
+        "RequestClientCert" => Some(any(false)),
+        // `RequireClientCert` is the toolkit's older spelling, still accepted there.
+        "RequireAnyClientCert" | "RequireClientCert" => Some(any(true)),
+        "VerifyClientCertIfGiven" => Some(verifying(true)?),
+        "RequireAndVerifyClientCert" => Some(verifying(false)?),
         other => {
             return Err(format!(
-                "tls_server_config.client_auth_type: unknown value `{other}` (NoClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert)"
+                "tls_server_config.client_auth_type: unknown value `{other}` (NoClientCert, RequestClientCert, RequireAnyClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert)"
             ))
         }
+    };
+    let verifier = match (verifier, allowed_sans) {
+        (Some(v), Some(sans)) => {
+            Some(Arc::new(AllowedSans::new(v, sans)) as Arc<dyn ClientCertVerifier>)
+        }
+        (v, _) => v,
+    };
+    let builder = match verifier {
+        Some(v) => builder.with_client_cert_verifier(v),
+        None => builder.with_no_client_auth(),
     };
     let mut config = builder
         .with_single_cert(chain, key)
         .map_err(|e| format!("tls_server_config: certificate and key: {e}"))?;
     config.ignore_client_order = tls.prefer_server_cipher_suites.unwrap_or(true);
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Ours in order of preference; rustls picks the first the client also offers.
+    config.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     Ok(Some(TlsAcceptor::from(Arc::new(config))))
 }
 
@@ -564,34 +617,63 @@ const PLAIN_HTTP_REFUSAL: &[u8] = b"HTTP/1.0 400 Bad Request\r\nContent-Type: te
 
 /// The TLS handshake of one accepted connection, bounded by `timeout`. A connection whose
 /// first byte is not a TLS handshake record is answered [`PLAIN_HTTP_REFUSAL`] and closed.
+/// A failure comes with its reason for the self metrics.
 pub(crate) async fn handshake(
     acceptor: TlsAcceptor,
     stream: tokio::net::TcpStream,
     timeout: Duration,
-) -> std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+) -> Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, (TlsFailure, std::io::Error)> {
     use std::io::{Error, ErrorKind};
     use tokio::io::AsyncWriteExt;
     let work = async {
         let mut first = [0u8; 1];
         let mut stream = stream;
-        if stream.peek(&mut first).await? == 0 {
-            return Err(Error::new(
-                ErrorKind::UnexpectedEof,
-                "closed before the handshake",
+        let peeked = stream.peek(&mut first).await;
+        if peeked.as_ref().is_ok_and(|&n| n == 0) {
+            return Err((
+                TlsFailure::Closed,
+                Error::new(ErrorKind::UnexpectedEof, "closed before the handshake"),
             ));
         }
+        peeked.map_err(|e| (TlsFailure::Closed, e))?;
         // 0x16: a TLS handshake record, which every ClientHello starts with.
         if first[0] != 0x16 {
-            stream.write_all(PLAIN_HTTP_REFUSAL).await?;
+            let _ = stream.write_all(PLAIN_HTTP_REFUSAL).await;
             let _ = stream.shutdown().await;
-            return Err(Error::new(
-                ErrorKind::InvalidData,
-                "plain HTTP on the TLS port",
+            return Err((
+                TlsFailure::PlainHttp,
+                Error::new(ErrorKind::InvalidData, "plain HTTP on the TLS port"),
             ));
         }
-        acceptor.accept(stream).await
+        acceptor.accept(stream).await.map_err(|e| (classify(&e), e))
     };
-    tokio::time::timeout(timeout, work)
-        .await
-        .map_err(|_| Error::new(ErrorKind::TimedOut, "TLS handshake timed out"))?
+    tokio::time::timeout(timeout, work).await.map_err(|_| {
+        (
+            TlsFailure::Timeout,
+            Error::new(ErrorKind::TimedOut, "TLS handshake timed out"),
+        )
+    })?
+}
+
+/// The reason of a failed `accept`: tokio-rustls carries rustls' error inside the I/O error.
+fn classify(e: &std::io::Error) -> TlsFailure {
+    let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
+        return match e.kind() {
+            std::io::ErrorKind::UnexpectedEof
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::BrokenPipe => TlsFailure::Closed,
+            _ => TlsFailure::Other,
+        };
+    };
+    match tls {
+        rustls::Error::PeerIncompatible(_) | rustls::Error::NoApplicationProtocol => {
+            TlsFailure::Incompatible
+        }
+        rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => {
+            TlsFailure::ClientCertificate
+        }
+        rustls::Error::AlertReceived(_) => TlsFailure::ClientAlert,
+        _ => TlsFailure::Other,
+    }
 }

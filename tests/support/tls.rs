@@ -2,13 +2,14 @@
 //! web-configuration file in a temporary directory, a rustls client, a keep-alive HTTP/1.1
 //! client over any stream.
 //!
-//! Included with `#[path]`; built alone it is an empty test crate.
+//! Included with `#[path = "support/tls.rs"]` by the TLS tests and the HTTP bench.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use rcgen::SanType;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls_pki_types::pem::PemObject;
@@ -62,9 +63,21 @@ impl Ca {
         self.leaf(&["prometheus"], true)
     }
 
+    /// A client certificate with exactly these subject alternative names.
+    pub fn client_with_sans(&self, sans: Vec<SanType>) -> Leaf {
+        self.signed(sans, false)
+    }
+
     fn leaf(&self, names: &[&str], expired: bool) -> Leaf {
+        // rcgen's string form: IP literals become iPAddress SANs, the rest dNSName.
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        let mut params = CertificateParams::new(names).unwrap();
+        let sans = CertificateParams::new(names).unwrap().subject_alt_names;
+        self.signed(sans, expired)
+    }
+
+    fn signed(&self, sans: Vec<SanType>, expired: bool) -> Leaf {
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = sans;
         params.distinguished_name.push(DnType::CommonName, "leaf");
         if expired {
             params.not_before = rcgen::date_time_ymd(2000, 1, 1);
@@ -128,6 +141,25 @@ pub fn write_web_config(dir: &TempDir, leaf: &Leaf, tls_extra: &str, rest: &str)
     )
 }
 
+/// [`write_web_config`] asking for client certificates: `client_ca` (if given) is written to
+/// `client-ca.crt` and named as `client_ca_file`, `auth_type` is the `client_auth_type`, and
+/// `tls_extra` more lines under `tls_server_config`.
+pub fn write_client_auth_config(
+    dir: &TempDir,
+    server: &Leaf,
+    auth_type: &str,
+    client_ca: Option<&Ca>,
+    tls_extra: &str,
+) -> PathBuf {
+    let mut tls = format!("  client_auth_type: {auth_type}\n");
+    if let Some(ca) = client_ca {
+        dir.write("client-ca.crt", &ca.pem());
+        tls.push_str("  client_ca_file: client-ca.crt\n");
+    }
+    tls.push_str(tls_extra);
+    write_web_config(dir, server, &tls, "")
+}
+
 /// A rustls client configuration trusting `ca_pem`, presenting `client` if given, limited to
 /// `versions` (both by default).
 pub fn client_config(
@@ -161,6 +193,59 @@ pub fn client_config(
         }
         None => builder.with_no_client_auth(),
     };
+    Arc::new(config)
+}
+
+/// Presents one fixed certificate and signing key, whatever the server asks.
+#[derive(Debug)]
+struct FixedClientCert(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for FixedClientCert {
+    fn resolve(
+        &self,
+        _hints: &[&[u8]],
+        _schemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(Arc::clone(&self.0))
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// A client that presents `cert`'s certificate but signs the handshake with `key`'s private
+/// key: a stolen certificate without its key. Every server that asks for a certificate must
+/// refuse it, even the modes that do not chain it to a CA.
+pub fn forged_client_config(
+    ca_pem: &str,
+    cert: &Leaf,
+    key: &Leaf,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(cert.cert_pem.as_bytes())
+            .map(Result::unwrap)
+            .collect();
+    let der = PrivateKeyDer::from_pem_slice(key.key_pem.as_bytes()).unwrap();
+    let signer = rustls::crypto::ring::sign::any_supported_type(&der).unwrap();
+    let certified = Arc::new(rustls::sign::CertifiedKey::new(chain, signer));
+    let versions = if versions.is_empty() {
+        rustls::ALL_VERSIONS
+    } else {
+        versions
+    };
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(versions)
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_cert_resolver(Arc::new(FixedClientCert(certified)));
     Arc::new(config)
 }
 
