@@ -79,6 +79,12 @@ mod metrics;
 mod negotiate;
 #[cfg(feature = "pprof")]
 mod pprof;
+#[cfg(feature = "pprof")]
+mod profile_proto;
+#[cfg(feature = "pprof")]
+mod sampler;
+#[cfg(feature = "pprof")]
+mod symbolize;
 mod registry;
 mod self_metrics;
 #[cfg(feature = "server")]
