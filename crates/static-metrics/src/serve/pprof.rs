@@ -572,6 +572,27 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_profile_is_a_valid_gzipped_profile_carrying_the_note() {
+        use std::io::Read as _;
+        let built = encode_profile(
+            &Samples::empty(),
+            std::time::SystemTime::now(),
+            Duration::from_secs(1),
+        )
+        .expect("builds");
+        assert_eq!(built.samples, 0);
+        let mut raw = Vec::new();
+        flate2::read::GzDecoder::new(&built.gzipped[..])
+            .read_to_end(&mut raw)
+            .expect("gzip");
+        let note = EMPTY_PROFILE_NOTE.as_bytes();
+        assert!(
+            raw.windows(note.len()).any(|w| w == note),
+            "the note is in the string table"
+        );
+    }
+
+    #[test]
     fn index_links_every_available_endpoint() {
         assert!(INDEX.contains("href=\"profile?seconds=30\""));
         assert!(INDEX.contains("href=\"cmdline\""));

@@ -204,6 +204,18 @@ impl Drop for Starting {
 }
 
 impl Samples {
+    /// A profile that took no sample, for tests of what is built from one.
+    #[cfg(test)]
+    pub(crate) fn empty() -> Samples {
+        let (buffer, mapped) = map_buffer(1).expect("maps");
+        Samples {
+            buffer,
+            mapped,
+            taken: 0,
+            dropped: 0,
+        }
+    }
+
     /// Samples recorded.
     pub(crate) fn len(&self) -> usize {
         self.taken
@@ -521,6 +533,13 @@ mod tests {
             assert!(deep > 0, "no sample unwound past the interrupted frame");
             assert!(!timer_armed().unwrap(), "timer left armed");
         }
+        // Dropped unfinished (a client that hung up): the timer stops and the slot is free.
+        let abandoned = Sampler::start(99, 16).expect("starts");
+        assert!(timer_armed().unwrap());
+        drop(abandoned);
+        assert!(!timer_armed().unwrap(), "timer left armed by a dropped sampler");
+        assert!(BUFFER.load(Ordering::SeqCst).is_null());
+        drop(Sampler::start(99, 16).expect("free again"));
     }
 
     #[test]
