@@ -102,7 +102,11 @@ async fn t175_one_second_profile_is_200_after_about_a_second() {
         reply.header("Content-Type"),
         Some("application/octet-stream")
     );
-    assert_eq!(reply.header("X-Profile-Note"), None, "a busy profile is not empty");
+    assert_eq!(
+        reply.header("X-Profile-Note"),
+        None,
+        "a busy profile is not empty"
+    );
     // A gzipped perftools.profiles.Profile, as `go tool pprof` reads it.
     let profile = pprof_proto::decode_gzipped(&reply.body);
     let types: Vec<(&str, &str)> = profile

@@ -160,10 +160,8 @@ impl Profile {
 
     /// The function names of each sample's stack (inlined frames included), innermost first.
     pub fn stacks(&self) -> Vec<Vec<&str>> {
-        let functions: HashMap<u64, &Function> =
-            self.function.iter().map(|f| (f.id, f)).collect();
-        let locations: HashMap<u64, &Location> =
-            self.location.iter().map(|l| (l.id, l)).collect();
+        let functions: HashMap<u64, &Function> = self.function.iter().map(|f| (f.id, f)).collect();
+        let locations: HashMap<u64, &Location> = self.location.iter().map(|l| (l.id, l)).collect();
         self.sample
             .iter()
             .map(|s| {
@@ -211,7 +209,11 @@ pub fn check_consistent(p: &Profile) {
         in_table(t.unit);
     }
     for s in &p.sample {
-        assert_eq!(s.value.len(), p.sample_type.len(), "one value per sample type");
+        assert_eq!(
+            s.value.len(),
+            p.sample_type.len(),
+            "one value per sample type"
+        );
         for id in &s.location_id {
             assert!(locations.contains(id), "sample names location {id}");
         }
@@ -227,7 +229,11 @@ pub fn check_consistent(p: &Profile) {
     for l in &p.location {
         assert!(l.mapping_id == 0 || mappings.contains(&l.mapping_id));
         for line in &l.line {
-            assert!(functions.contains(&line.function_id), "line names function {}", line.function_id);
+            assert!(
+                functions.contains(&line.function_id),
+                "line names function {}",
+                line.function_id
+            );
         }
     }
     for f in &p.function {

@@ -29,7 +29,9 @@ pub fn process_section() -> String {
             rows.push((name.to_string(), String::new(), help.to_string()));
         } else if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').expect("# TYPE name type");
-            let row = rows.last_mut().expect("# HELP comes first in the text format");
+            let row = rows
+                .last_mut()
+                .expect("# HELP comes first in the text format");
             assert_eq!(row.0, name, "TYPE after the HELP of its own family");
             row.1 = kind.to_string();
         }

@@ -81,15 +81,15 @@ mod negotiate;
 mod pprof;
 #[cfg(feature = "pprof")]
 mod profile_proto;
+mod registry;
 #[cfg(feature = "pprof")]
 mod sampler;
-#[cfg(feature = "pprof")]
-mod symbolize;
-mod registry;
 mod self_metrics;
 #[cfg(feature = "server")]
 mod server;
 mod service;
+#[cfg(feature = "pprof")]
+mod symbolize;
 #[cfg(feature = "tls")]
 mod web_config;
 

@@ -81,7 +81,12 @@ fn put_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
 }
 
 /// A packed repeated varint field (proto3's encoding for repeated scalars).
-fn put_packed(out: &mut Vec<u8>, field: u32, values: impl Iterator<Item = u64>, scratch: &mut Vec<u8>) {
+fn put_packed(
+    out: &mut Vec<u8>,
+    field: u32,
+    values: impl Iterator<Item = u64>,
+    scratch: &mut Vec<u8>,
+) {
     scratch.clear();
     for v in values {
         put_varint(scratch, v);
@@ -138,7 +143,11 @@ pub(crate) struct Header<'a> {
 /// Encodes a CPU profile as Go's runtime/pprof writes it: sample types `samples/count` and
 /// `cpu/nanoseconds`, period type `cpu/nanoseconds`. Every sample also carries its thread as
 /// labels (`thread_id`, and `thread` when the thread still had a name at the end).
-pub(crate) fn encode(header: &Header<'_>, samples: &[StackCount<'_>], symbols: &Symbolized) -> Vec<u8> {
+pub(crate) fn encode(
+    header: &Header<'_>,
+    samples: &[StackCount<'_>],
+    symbols: &Symbolized,
+) -> Vec<u8> {
     let mut strings = Strings::new();
     let mut out = Vec::new();
     let mut msg = Vec::new();
@@ -262,7 +271,12 @@ pub(crate) fn encode(header: &Header<'_>, samples: &[StackCount<'_>], symbols: &
         .iter()
         .map(|c| strings.get(c) as u64)
         .collect();
-    put_packed(&mut out, PROFILE_COMMENT, comments.into_iter(), &mut scratch);
+    put_packed(
+        &mut out,
+        PROFILE_COMMENT,
+        comments.into_iter(),
+        &mut scratch,
+    );
     // The string table goes last: only now is it complete. Field order does not matter to
     // protobuf decoders.
     for s in &strings.table {

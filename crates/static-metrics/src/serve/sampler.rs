@@ -238,7 +238,11 @@ impl Samples {
             let depth = (slot.depth as usize).min(MAX_FRAMES);
             for (j, (out, &frame)) in stack.iter_mut().zip(&slot.frames[..depth]).enumerate() {
                 let frame = frame as u64;
-                *out = if j == 0 { frame } else { frame.saturating_sub(1) };
+                *out = if j == 0 {
+                    frame
+                } else {
+                    frame.saturating_sub(1)
+                };
             }
             f(slot.tid, &stack[..depth]);
         }
@@ -252,9 +256,15 @@ impl Drop for Samples {
     }
 }
 
-#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 const SUPPORTED: bool = true;
-#[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
 const SUPPORTED: bool = false;
 
 /// The interrupted instruction, from the signal's saved context.
@@ -273,7 +283,10 @@ unsafe fn interrupted_pc(context: *mut c_void) -> usize {
     context.uc_mcontext.pc as usize
 }
 
-#[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
 unsafe fn interrupted_pc(_context: *mut c_void) -> usize {
     0
 }
@@ -520,7 +533,11 @@ mod tests {
             assert!(matches!(Sampler::start(99, 16), Err(StartError::Busy)));
             spin(std::time::Instant::now() + std::time::Duration::from_millis(300));
             let samples = sampler.stop();
-            assert!(samples.len() > 0, "no sample in 300 ms of busy CPU at 997 Hz");
+            assert_ne!(
+                samples.len(),
+                0,
+                "no sample in 300 ms of busy CPU at 997 Hz"
+            );
             let me = unsafe { libc::syscall(libc::SYS_gettid) } as u32;
             let mut mine = 0;
             let mut deep = 0;
@@ -537,7 +554,10 @@ mod tests {
         let abandoned = Sampler::start(99, 16).expect("starts");
         assert!(timer_armed().unwrap());
         drop(abandoned);
-        assert!(!timer_armed().unwrap(), "timer left armed by a dropped sampler");
+        assert!(
+            !timer_armed().unwrap(),
+            "timer left armed by a dropped sampler"
+        );
         assert!(BUFFER.load(Ordering::SeqCst).is_null());
         drop(Sampler::start(99, 16).expect("free again"));
     }

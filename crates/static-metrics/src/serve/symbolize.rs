@@ -164,14 +164,17 @@ fn dynamic_symbol(address: u64) -> Option<Frame> {
     // object stays loaded (they are copied right away).
     unsafe {
         let mut info: libc::Dl_info = std::mem::zeroed();
-        if libc::dladdr(address as usize as *const c_void, &mut info) == 0 || info.dli_sname.is_null()
+        if libc::dladdr(address as usize as *const c_void, &mut info) == 0
+            || info.dli_sname.is_null()
         {
             return None;
         }
         let file = if info.dli_fname.is_null() {
             String::new()
         } else {
-            CStr::from_ptr(info.dli_fname).to_string_lossy().into_owned()
+            CStr::from_ptr(info.dli_fname)
+                .to_string_lossy()
+                .into_owned()
         };
         Some(Frame {
             function: demangle(&CStr::from_ptr(info.dli_sname).to_string_lossy()),
@@ -298,7 +301,10 @@ mod tests {
         let address = a_known_function as *const () as u64;
         let found = symbolize([address]);
         let (segment, frames) = &found.frames[&address];
-        assert!(segment.is_some(), "address outside every executable segment");
+        assert!(
+            segment.is_some(),
+            "address outside every executable segment"
+        );
         let object = &found.objects[found.segments[segment.unwrap()].object];
         assert!(object.main);
         assert!(
@@ -307,7 +313,9 @@ mod tests {
                 .any(|f| f.function.ends_with("symbolize::tests::a_known_function")),
             "{frames:?}"
         );
-        assert!(frames.iter().any(|f| f.file.ends_with("symbolize.rs") && f.line > 0));
+        assert!(frames
+            .iter()
+            .any(|f| f.file.ends_with("symbolize.rs") && f.line > 0));
     }
 
     #[test]
@@ -315,7 +323,10 @@ mod tests {
         let address = libc::getpid as *const () as u64;
         let found = symbolize([address, 8]);
         assert!(
-            found.frames[&address].1.iter().any(|f| f.function.contains("getpid")),
+            found.frames[&address]
+                .1
+                .iter()
+                .any(|f| f.function.contains("getpid")),
             "{:?}",
             found.frames[&address]
         );
