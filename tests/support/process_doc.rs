@@ -46,11 +46,11 @@ pub fn process_section() -> String {
          texts are those of Prometheus's process collector (client_golang), so dashboards for \
          Go services work unchanged; read from `/proc` at scrape time, Linux only. This \
          section is rendered from the families' own `# HELP` and `# TYPE` lines \
-         (tests/support/process_doc.rs).\n\n\
-         | Name | Type | Labels | Buckets | Help |\n|---|---|---|---|---|\n",
+         (tests/support/process_doc.rs). A list rather than a table: the tables above are \
+         the manifest's families, which tests count.\n\n",
     );
     for (name, kind, help) in rows {
-        out.push_str(&format!("| `{name}` | {kind} |  |  | {help} |\n"));
+        out.push_str(&format!("- `{name}` ({kind}): {help}\n"));
     }
     out
 }
