@@ -550,6 +550,36 @@ mod tests {
             assert!(deep > 0, "no sample unwound past the interrupted frame");
             assert!(!timer_armed().unwrap(), "timer left armed");
         }
+        // Samples landing in malloc, in thread creation and exit, and in panics unwinding
+        // (the places a handler that allocated or locked would deadlock) at a high rate.
+        let sampler = Sampler::start(997, 8192).expect("starts");
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        let churn: Vec<_> = (0..3)
+            .map(|kind| {
+                std::thread::spawn(move || {
+                    while std::time::Instant::now() < until {
+                        match kind {
+                            0 => drop(std::hint::black_box(vec![0u8; 4096 + 7])),
+                            1 => std::thread::spawn(|| std::hint::black_box(1))
+                                .join()
+                                .map(drop)
+                                .unwrap(),
+                            _ => {
+                                let _ = std::panic::catch_unwind(|| {
+                                    std::panic::resume_unwind(Box::new(()));
+                                });
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for thread in churn {
+            thread.join().unwrap();
+        }
+        let samples = sampler.stop();
+        samples.for_each(|_, stack| assert!(!stack.is_empty()));
+        drop(samples);
         // Dropped unfinished (a client that hung up): the timer stops and the slot is free.
         let abandoned = Sampler::start(99, 16).expect("starts");
         assert!(timer_armed().unwrap());
