@@ -178,6 +178,47 @@ async fn overlapping_profiles_one_at_a_time_and_the_slot_is_released() {
     s.stop().await;
 }
 
+/// A client that hangs up mid-profile stops it: the request future is dropped, the sampler with
+/// it (timer disarmed, buffer unmapped), and the next request can profile long before the
+/// abandoned 60 s would have ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_hanging_up_mid_profile_frees_the_profiler() {
+    use tokio::io::AsyncWriteExt;
+    let _exclusive = PROFILER.lock().await;
+    let s = start("").await;
+    let mut stream = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    stream
+        .write_all(b"GET /debug/pprof/profile?seconds=60 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // The request takes the profiler within a few milliseconds of arriving.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        get(s.addr, "/debug/pprof/profile?seconds=1", &[])
+            .await
+            .status,
+        409,
+        "the 60 s profile runs"
+    );
+    drop(stream);
+    // Far below the 60 s the abandoned profile would hold the profiler for.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let reply = get(s.addr, "/debug/pprof/profile?seconds=1", &[]).await;
+        if reply.status == 200 {
+            pprof_proto::decode_gzipped(&reply.body);
+            break;
+        }
+        assert_eq!(reply.status, 409);
+        assert!(
+            Instant::now() < deadline,
+            "the profiler stayed taken after the client hung up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s.stop().await;
+}
+
 /// A profile taken while several threads spin has samples of each, from as many threads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_profile_under_load_from_several_threads_has_samples_from_each() {
