@@ -81,11 +81,17 @@ mod metrics;
 mod negotiate;
 #[cfg(feature = "pprof")]
 mod pprof;
+#[cfg(feature = "pprof")]
+mod profile_proto;
 mod registry;
+#[cfg(feature = "pprof")]
+mod sampler;
 mod self_metrics;
 #[cfg(feature = "server")]
 mod server;
 mod service;
+#[cfg(feature = "pprof")]
+mod symbolize;
 #[cfg(feature = "tls")]
 mod web_config;
 

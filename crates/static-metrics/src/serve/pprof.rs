@@ -3,6 +3,7 @@
 //! runtime's own profiles (heap, goroutine, trace, …) answer 501 with an explanation, so
 //! tooling and operators learn why instead of getting a silent 404.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,7 +20,10 @@ use tracing::{error, info};
 
 use super::body::{method_not_allowed, plain_text, Body, PooledVec};
 use super::filter::query_pairs;
+use super::profile_proto::{self, Header, StackCount};
+use super::sampler::{Sampler, Samples, StartError};
 use super::server::{self, Handler, Server, ServerConfig};
+use super::symbolize;
 use super::ServeError;
 
 const PREFIX: &str = "/debug/pprof/";
@@ -30,7 +34,7 @@ const DEFAULT_SECONDS: u64 = 30;
 const MAX_SECONDS: u64 = 300;
 /// 99 Hz rather than Go's 100: sampling in lockstep with periodic 100 Hz work would see it
 /// always or never.
-const FREQUENCY_HZ: i32 = 99;
+const FREQUENCY_HZ: u32 = 99;
 /// The profiles the Go runtime offers under `/debug/pprof/<name>`.
 const GO_PROFILES: [&str; 6] = [
     "allocs",
@@ -322,25 +326,46 @@ async fn profile(query: Option<&str>) -> Response<Body> {
     let Some(slot) = ProfilingSlot::acquire() else {
         return busy();
     };
-    let guard = match start_profiler() {
-        Ok(guard) => guard,
-        // Someone else in the process drives the same global profiler directly.
-        Err(pprof::Error::Running) => return busy(),
-        Err(e) => return profile_failed(&format!("could not start the CPU profiler: {e}")),
+    // Room for every sample the process can take: one per period of CPU time on each CPU.
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let expected = (FREQUENCY_HZ as usize * seconds as usize * cpus).saturating_add(64);
+    let started_at = std::time::SystemTime::now();
+    let started = std::time::Instant::now();
+    let sampler = match Sampler::start(FREQUENCY_HZ, expected) {
+        Ok(sampler) => sampler,
+        // Another profiler of the process holds the CPU-time timer.
+        Err(StartError::Busy) => return busy(),
+        Err(StartError::Failed(e)) => {
+            return profile_failed(&format!("could not start the CPU profiler: {e}"))
+        }
     };
     info!(server = "pprof", seconds, "collecting a CPU profile");
     tokio::time::sleep(Duration::from_secs(seconds)).await;
-    // Symbolizing and compressing take real CPU time; keep them off the async workers.
-    let encoded = tokio::task::spawn_blocking(move || {
-        let result = encode_profile(&guard);
-        // Stopping the profiler frees its sample table (and allocates the next one); only
-        // then is there memory to give back.
-        drop(guard);
-        release_profile_memory();
-        drop(slot);
-        result
-    })
-    .await;
+    let samples = sampler.stop();
+    let duration = started.elapsed();
+    // Symbolizing and compressing take real CPU time, so not on the async workers; and not on
+    // tokio's blocking pool either: glibc gives every thread an arena and keeps a few MiB of
+    // each arena's top after the symbolizer's tens of MiB are freed (`malloc_trim` does not
+    // shrink a thread arena's top), so profiles built on a rotating set of pool threads kept
+    // growing (9.8 → 24.6 MB over 20 profiles on the release node). A thread of its own per
+    // profile hands its arena back to glibc's free list when it exits, and the next profile's
+    // thread takes that same arena again.
+    let (done, encoded) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("pprof-encode".into())
+        .spawn(move || {
+            let result = encode_profile(&samples, started_at, duration);
+            // Everything the profile used is dropped by now; give the pages back.
+            drop(samples);
+            release_profile_memory();
+            drop(slot);
+            // The request may be gone (client hung up); the profile then has no reader.
+            let _ = done.send(result);
+        });
+    if let Err(e) = spawned {
+        return profile_failed(&format!("could not start the thread that builds it: {e}"));
+    }
+    let encoded = encoded.await;
     match encoded {
         Ok(Ok(profile)) => {
             let mut response = Response::new(Body::from_vec(PooledVec::unpooled(profile.gzipped)));
@@ -363,7 +388,7 @@ async fn profile(query: Option<&str>) -> Response<Body> {
             response
         }
         Ok(Err(message)) => profile_failed(&message),
-        Err(join) => profile_failed(&format!("building the profile panicked: {join}")),
+        Err(_) => profile_failed("building the profile panicked"),
     }
 }
 
@@ -384,20 +409,6 @@ fn profile_failed(message: &str) -> Response<Body> {
     )
 }
 
-fn start_profiler() -> pprof::Result<pprof::ProfilerGuard<'static>> {
-    let builder = pprof::ProfilerGuardBuilder::default().frequency(FREQUENCY_HZ);
-    // Unwinding from a signal that landed inside libc, the loader or the vDSO can deadlock or
-    // crash; samples there are skipped instead (the pprof crate's documented advice).
-    #[cfg(any(
-        target_arch = "x86_64",
-        target_arch = "aarch64",
-        target_arch = "riscv64",
-        target_arch = "loongarch64"
-    ))]
-    let builder = builder.blocklist(&["libc", "libgcc", "pthread", "vdso"]);
-    builder.build()
-}
-
 /// A built profile: the gzipped bytes and how many samples went into it.
 struct EncodedProfile {
     gzipped: Vec<u8>,
@@ -408,68 +419,85 @@ struct EncodedProfile {
 /// shows comments) and into the `X-Profile-Note` response header.
 const EMPTY_PROFILE_NOTE: &str = "no CPU samples: no thread of this process was running on a CPU while the profile was collected (an idle process is never sampled; samples are taken at 99 Hz of CPU time, not wall time). Profile while the process is busy, or for longer.";
 
-/// The profile as `go tool pprof` expects it: a gzipped `perftools.profiles.Profile`, with
-/// Rust symbols demangled and, when it has no samples, a comment saying why.
-fn encode_profile(guard: &pprof::ProfilerGuard<'static>) -> Result<EncodedProfile, String> {
-    use pprof::protos::Message as _;
-    let report = guard
-        .report()
-        .build()
-        .map_err(|e| format!("could not build the report: {e}"))?;
-    let mut profile = report
-        .pprof()
-        .map_err(|e| format!("could not convert the report: {e}"))?;
-    drop(report);
-    let samples = finish_profile(&mut profile);
-    let raw = profile.encode_to_vec();
-    drop(profile);
+/// The comments of a profile: why it is empty, and how many samples did not fit.
+fn profile_comments(samples: usize, dropped: u64) -> Vec<String> {
+    let mut comments = Vec::new();
+    if samples == 0 && dropped == 0 {
+        comments.push(EMPTY_PROFILE_NOTE.to_string());
+    }
+    if dropped > 0 {
+        comments.push(format!(
+            "{dropped} samples dropped: the profile's sample buffer ({samples} samples) was full; \
+             profile for less time"
+        ));
+    }
+    comments
+}
+
+/// The profile as `go tool pprof` expects it: a gzipped `perftools.profiles.Profile`,
+/// symbolized in-process, Rust symbols demangled and, when it has no samples, a comment saying
+/// why. Identical stacks of one thread are one sample with a count, as in Go.
+fn encode_profile(
+    samples: &Samples,
+    started_at: std::time::SystemTime,
+    duration: Duration,
+) -> Result<EncodedProfile, String> {
+    let mut stacks: HashMap<(u32, Vec<u64>), u64> = HashMap::new();
+    samples.for_each(|tid, stack| *stacks.entry((tid, stack.to_vec())).or_insert(0) += 1);
+    let symbols = symbolize::symbolize(stacks.keys().flat_map(|(_, s)| s.iter().copied()));
+    let names: HashMap<u32, String> = stacks
+        .keys()
+        .map(|&(tid, _)| tid)
+        .filter_map(|tid| thread_name(tid).map(|name| (tid, name)))
+        .collect();
+    let mut aggregated: Vec<StackCount<'_>> = stacks
+        .iter()
+        .map(|((tid, stack), &count)| StackCount {
+            stack,
+            thread_id: *tid,
+            thread_name: names.get(tid).map(String::as_str),
+            count,
+        })
+        .collect();
+    // Heaviest first: a stable, readable order for anyone reading the raw profile.
+    aggregated.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.stack.cmp(b.stack)));
+    let comments = profile_comments(samples.len(), samples.dropped());
+    let header = Header {
+        time_nanos: started_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64),
+        duration_nanos: duration.as_nanos() as i64,
+        period_nanos: 1_000_000_000 / i64::from(FREQUENCY_HZ),
+        comments: &comments,
+    };
+    let raw = profile_proto::encode(&header, &aggregated, &symbols);
+    drop(aggregated);
+    drop(symbols);
+    drop(stacks);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     let gzipped = gz
         .write_all(&raw)
         .and_then(|()| gz.finish())
         .map_err(|e| format!("could not compress the profile: {e}"))?;
-    Ok(EncodedProfile { gzipped, samples })
+    Ok(EncodedProfile {
+        gzipped,
+        samples: samples.len(),
+    })
 }
 
-/// Demangles the profile's symbols and, if it has no samples, adds the comment saying why.
-/// Returns the number of samples.
-fn finish_profile(profile: &mut pprof::protos::Profile) -> usize {
-    demangle_strings(&mut profile.string_table);
-    let samples = profile.sample.len();
-    if samples == 0 {
-        profile.comment.push(profile.string_table.len() as i64);
-        profile.string_table.push(EMPTY_PROFILE_NOTE.to_string());
-    }
-    samples
-}
-
-/// Replaces every mangled Rust symbol of the string table by its readable form without the
-/// hash (`_ZN5tokio4time5sleep17h…E` → `tokio::time::sleep`). The pprof crate demangles a
-/// function's `name` but keeps `system_name` mangled, and its demangler misses some legacy
-/// symbols; `go tool pprof` shows either, so both get the readable form here.
-fn demangle_strings(strings: &mut [String]) {
-    use std::fmt::Write as _;
-    for s in strings.iter_mut() {
-        if let Ok(symbol) = rustc_demangle::try_demangle(s) {
-            let mut readable = String::with_capacity(s.len());
-            // `{:#}` leaves the hash out.
-            if write!(readable, "{symbol:#}").is_ok() {
-                *s = readable;
-            }
-        }
-    }
+/// The name a thread of this process has now (`/proc/self/task/<tid>/comm`), if it still runs.
+fn thread_name(tid: u32) -> Option<String> {
+    let name = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).ok()?;
+    let name = name.trim_end_matches('\n');
+    (!name.is_empty()).then(|| name.to_string())
 }
 
 /// Gives back the memory a profile used, once it is built.
 ///
-/// Measured on the demo node (README, "Profiling memory"): the pprof crate keeps a ~68 MiB
-/// sample table and replaces it with a fresh one at every stop, from whichever blocking thread
-/// stops it, and glibc keeps the pages of the freed table in that thread's arena, so every new
-/// thread held another whole table. Trimming every arena returns them to the system.
-///
-/// The symbol cache of the `backtrace` crate (the binary's parsed line tables) is kept on
-/// purpose: it is built once and reused, and clearing it (`backtrace::clear_symbol_cache`)
-/// was observed to leave every later profile of the process without samples.
+/// The sample buffer and `/proc/self/exe` were mapped for the profile and are unmapped by
+/// now; what the symbolizer and encoder allocated (parsed DWARF, tables, the protobuf) is
+/// freed, but glibc keeps freed pages in the arena of the blocking thread that built the
+/// profile. Trimming every arena returns them (README, "Profiling memory").
 fn release_profile_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim has no preconditions; it only returns free pages to the kernel.
@@ -544,39 +572,37 @@ mod tests {
     }
 
     #[test]
-    fn mangled_symbols_are_demangled_without_hash_and_others_kept() {
-        let mut strings = vec![
-            String::new(),
-            "_ZN5tokio4time5sleep17h0123456789abcdefE".to_string(),
-            "_RNvCs1234_7mycrate4main".to_string(),
-            "tokio::time::sleep".to_string(),
-            "src/main.rs".to_string(),
-        ];
-        demangle_strings(&mut strings);
-        assert_eq!(
-            strings,
-            [
-                "",
-                "tokio::time::sleep",
-                "mycrate::main",
-                "tokio::time::sleep",
-                "src/main.rs"
-            ]
-        );
+    fn an_empty_profile_says_why_in_a_comment_and_drops_are_counted() {
+        let empty = profile_comments(0, 0);
+        assert_eq!(empty.len(), 1);
+        assert!(empty[0].starts_with("no CPU samples"), "{empty:?}");
+        // A header value must be visible ASCII.
+        assert!(HeaderValue::from_str(EMPTY_PROFILE_NOTE).is_ok());
+        assert!(profile_comments(5, 0).is_empty());
+        let full = profile_comments(5, 7);
+        assert_eq!(full.len(), 1);
+        assert!(full[0].starts_with("7 samples dropped"), "{full:?}");
     }
 
     #[test]
-    fn an_empty_profile_says_why_in_a_comment() {
-        let mut profile = pprof::protos::Profile {
-            string_table: vec![String::new()],
-            ..Default::default()
-        };
-        assert_eq!(finish_profile(&mut profile), 0);
-        assert_eq!(profile.comment.len(), 1);
-        let comment = &profile.string_table[profile.comment[0] as usize];
-        assert!(comment.starts_with("no CPU samples"), "{comment}");
-        // A header value must be visible ASCII.
-        assert!(HeaderValue::from_str(EMPTY_PROFILE_NOTE).is_ok());
+    fn an_empty_profile_is_a_valid_gzipped_profile_carrying_the_note() {
+        use std::io::Read as _;
+        let built = encode_profile(
+            &Samples::empty(),
+            std::time::SystemTime::now(),
+            Duration::from_secs(1),
+        )
+        .expect("builds");
+        assert_eq!(built.samples, 0);
+        let mut raw = Vec::new();
+        flate2::read::GzDecoder::new(&built.gzipped[..])
+            .read_to_end(&mut raw)
+            .expect("gzip");
+        let note = EMPTY_PROFILE_NOTE.as_bytes();
+        assert!(
+            raw.windows(note.len()).any(|w| w == note),
+            "the note is in the string table"
+        );
     }
 
     #[test]
