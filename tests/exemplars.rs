@@ -125,6 +125,9 @@ static TEST_SCHEMA: Schema = Schema {
     exemplar_slots: 6,
 };
 
+/// A protobuf bucket: upper bound, cumulative count, exemplar (trace id, value).
+type BucketRow = (f64, u64, Option<(String, f64)>);
+
 const CONST_LABELS: &str = r#"instance="i1""#;
 
 fn series(family: FamilyId) -> Series {
@@ -264,7 +267,7 @@ fn histogram_exemplars_sit_on_their_buckets_and_the_latest_wins() {
         .histogram
         .as_ref()
         .unwrap();
-    let buckets: Vec<(f64, u64, Option<(String, f64)>)> = hist
+    let buckets: Vec<BucketRow> = hist
         .bucket
         .iter()
         .map(|b| {

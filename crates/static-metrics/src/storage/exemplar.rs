@@ -305,10 +305,11 @@ impl ExemplarSlots {
         w[VALUE].store(value.to_bits(), Ordering::Relaxed);
         w[TIMESTAMP].store(exemplar.timestamp, Ordering::Relaxed);
         w[LEN].store(len as u64, Ordering::Relaxed);
-        for (i, chunk) in buf[..len].chunks(8).enumerate() {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            w[DATA + i].store(u64::from_le_bytes(word), Ordering::Relaxed);
+        // Whole words straight from the zeroed buffer (bytes past `len` are 0): fixed 8-byte
+        // loads, no per-chunk copy.
+        for (i, cell) in w[DATA..DATA + len.div_ceil(8)].iter().enumerate() {
+            let word: [u8; 8] = buf[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]);
+            cell.store(u64::from_le_bytes(word), Ordering::Relaxed);
         }
         // Sequence 0 means "never written"; skip it if the sequence ever wraps.
         let next = match s.wrapping_add(2) {
@@ -416,7 +417,10 @@ impl<'b> Iterator for ExemplarPairs<'b> {
 mod tests {
     use super::*;
 
-    fn pairs(slots: &ExemplarSlots, slot: usize) -> Option<(Vec<(String, String)>, f64, u64)> {
+    /// A slot read back: label pairs, value, timestamp.
+    type ReadBack = (Vec<(String, String)>, f64, u64);
+
+    fn pairs(slots: &ExemplarSlots, slot: usize) -> Option<ReadBack> {
         let mut bytes = Vec::new();
         let e = slots.read(slot, &mut bytes)?;
         let p = e
