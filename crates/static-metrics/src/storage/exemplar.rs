@@ -177,32 +177,42 @@ impl<'a> Exemplar<'a> {
     }
 
     /// Writes the pairs as `name_len name value_len value …` into `buf`; the length used.
+    ///
+    /// Performance tip: this is most of an exemplar's cost, so the common case is kept
+    /// short: the names of [`Exemplar::trace`] are known valid and distinct (no checks), and
+    /// characters are only counted when the bytes exceed the budget (a character is at least
+    /// a byte, so at most 128 bytes are at most 128 characters).
     fn encode(&self, buf: &mut [u8; MAX_EXEMPLAR_BYTES]) -> Result<usize, ExemplarError> {
-        let (mut len, mut chars) = (0usize, 0usize);
+        let checked = matches!(self.labels, Labels::Pairs(_));
+        let (mut len, mut text_bytes) = (0usize, 0usize);
         let mut names: [&'a str; 8] = [""; 8];
         let mut named = 0usize;
         self.for_each_pair(|name, value| {
-            if !is_valid_label_name(name) {
-                return Err(ExemplarError::InvalidLabelName);
-            }
-            // Duplicate names would make an invalid label set; a short list is checked
-            // exactly, longer ones only against their first eight names (cheap, and a
-            // caller with that many pairs is writing them by hand).
-            if names[..named.min(8)].contains(&name) {
-                return Err(ExemplarError::DuplicateLabelName);
-            }
-            if named < 8 {
-                names[named] = name;
-            }
-            named += 1;
-            chars += name.len() + value.chars().count();
-            if chars > MAX_EXEMPLAR_CHARS {
-                return Err(ExemplarError::TooLong);
+            if checked {
+                if !is_valid_label_name(name) {
+                    return Err(ExemplarError::InvalidLabelName);
+                }
+                // Duplicate names would make an invalid label set; a short list is checked
+                // exactly, longer ones only against their first eight names (cheap, and a
+                // caller with that many pairs is writing them by hand).
+                if names[..named.min(8)].contains(&name) {
+                    return Err(ExemplarError::DuplicateLabelName);
+                }
+                if named < 8 {
+                    names[named] = name;
+                }
+                named += 1;
             }
             let need = 2 + name.len() + value.len();
             if len + need > MAX_EXEMPLAR_BYTES {
-                return Err(ExemplarError::TooManyBytes);
+                // Report the character budget first when that is what is exceeded.
+                return Err(if self.chars() > MAX_EXEMPLAR_CHARS {
+                    ExemplarError::TooLong
+                } else {
+                    ExemplarError::TooManyBytes
+                });
             }
+            text_bytes += name.len() + value.len();
             buf[len] = name.len() as u8;
             buf[len + 1..len + 1 + name.len()].copy_from_slice(name.as_bytes());
             let at = len + 1 + name.len();
@@ -211,7 +221,21 @@ impl<'a> Exemplar<'a> {
             len += need;
             Ok(())
         })?;
+        if text_bytes > MAX_EXEMPLAR_CHARS && self.chars() > MAX_EXEMPLAR_CHARS {
+            return Err(ExemplarError::TooLong);
+        }
         Ok(len)
+    }
+
+    /// Characters of every name and value (names are ASCII once validated).
+    #[cold]
+    fn chars(&self) -> usize {
+        let mut chars = 0usize;
+        let _ = self.for_each_pair(|name, value| {
+            chars += name.chars().count() + value.chars().count();
+            Ok(())
+        });
+        chars
     }
 }
 
