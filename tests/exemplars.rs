@@ -585,3 +585,86 @@ fn redis_latency_exemplars_leave_text_unchanged() {
     );
     assert!(proto::is_native(h), "the family also has native buckets");
 }
+
+/// Counts allocations made by a thread that opted in (the other tests of this binary run
+/// concurrently and allocate freely).
+struct CountingAlloc;
+
+static ALLOCATIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+thread_local! {
+    static COUNTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        if COUNTING.with(|c| c.get()) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: the caller's contract is passed on as is.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: as above.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, size: usize) -> *mut u8 {
+        if COUNTING.with(|c| c.get()) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: as above.
+        unsafe { std::alloc::System.realloc(ptr, layout, size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+/// Recording exemplars never allocates, and once a scraper's snapshot, encoder and buffer
+/// have grown, capturing and encoding exemplars (OpenMetrics and protobuf) allocates nothing.
+#[test]
+fn recording_and_serving_exemplars_allocate_nothing_at_steady_state() {
+    let store = Store::new(&TEST_SCHEMA);
+    let c = store.counter(series(COUNTER));
+    let h = store.histogram(series(LATENCY));
+    let n = store.histogram(series(SIZES));
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let record = |i: u64| {
+        let e = Exemplar::trace(trace, "00f067aa0ba902b7").at_unix_nanos(i + 1);
+        c.inc_by_with_exemplar(1, &e).unwrap();
+        h.observe_with_exemplar(i * 997_000 % 300_000_000, &e)
+            .unwrap();
+        n.observe_with_exemplar(i + 1, &e).unwrap();
+    };
+    let (mut snapshot, mut encoder, mut out) = (Snapshot::new(), Encoder::new(), Vec::new());
+    let mut scrape = |out: &mut Vec<u8>| {
+        for format in [Format::OpenMetrics, Format::Protobuf] {
+            out.clear();
+            snapshot.capture(store);
+            encoder.encode(&snapshot, CONST_LABELS, format, out);
+        }
+    };
+    // Warm-up until the values' digit counts stop growing (counter 100+, nanos 100+).
+    for i in 0..100 {
+        record(i);
+        scrape(&mut out);
+    }
+    // The output itself grows a little as the values gain digits; give it room once.
+    out.reserve(1 << 16);
+    COUNTING.with(|f| f.set(true));
+    for i in 100..500 {
+        record(i);
+        scrape(&mut out);
+    }
+    COUNTING.with(|f| f.set(false));
+    assert_eq!(ALLOCATIONS.load(Ordering::Relaxed), 0);
+    assert_eq!(snapshot.family(1).unwrap().exemplars.len(), 4);
+    let families = proto::decode(&out).unwrap();
+    assert!(family(&families, "ex_requests_total").metric[0]
+        .counter
+        .as_ref()
+        .unwrap()
+        .exemplar
+        .is_some());
+}

@@ -369,6 +369,9 @@ impl ExemplarSlots {
                 }
                 fence(Ordering::Acquire);
                 if w[SEQ].load(Ordering::Relaxed) == s1 {
+                    // Room for a whole slot whatever this one holds, so that the buffer
+                    // reaches its steady size in the first scrape and stops growing.
+                    labels.reserve(MAX_EXEMPLAR_BYTES);
                     let start = labels.len();
                     for d in &data[..words] {
                         labels.extend_from_slice(&d.to_le_bytes());
