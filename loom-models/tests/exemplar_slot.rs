@@ -92,7 +92,9 @@ impl Slot {
             if s1 & 1 == 0 {
                 let value = self.w[VALUE].load(Ordering::Relaxed);
                 let ts = self.w[TIMESTAMP].load(Ordering::Relaxed);
-                let len = self.w[LEN].load(Ordering::Relaxed).min(8 * DATA_WORDS as u64);
+                let len = self.w[LEN]
+                    .load(Ordering::Relaxed)
+                    .min(8 * DATA_WORDS as u64);
                 let mut data = [0u64; DATA_WORDS];
                 for (i, d) in data.iter_mut().enumerate().take((len as usize).div_ceil(8)) {
                     *d = self.w[DATA + i].load(Ordering::Relaxed);
@@ -160,7 +162,10 @@ fn racing_writers_and_a_reader_never_see_a_torn_exemplar_and_the_latest_wins() {
         BOUND,
         move || race(true, None, s.clone()),
     );
-    assert!(stale.was_hit(), "no read saw the exemplar from before the race");
+    assert!(
+        stale.was_hit(),
+        "no read saw the exemplar from before the race"
+    );
 }
 
 /// A write that happened before the read started (the reader saw the writer's flag, set
