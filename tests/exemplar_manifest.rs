@@ -94,3 +94,18 @@ fn the_generated_docs_say_which_families_keep_exemplars() {
         out.markdown
     );
 }
+
+#[test]
+fn too_many_exemplar_slots_fail_at_the_exemplars_key() {
+    // 100 001 series (an open domain of 100 000 and its overflow) × 16 buckets > 2^20 slots.
+    let source = "[registry]\nconst_labels = []\n\n[domain.tenant]\nlabel = \"tenant\"\nmax = 100000\noverflow = \"_other\"\n\n[[family]]\nname = \"x_seconds\"\nkind = \"histogram\"\nvalue = \"duration\"\nsubsystem = \"X\"\nhelp = \"h\"\nlabels = [\"tenant\"]\nbuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0]\nexemplars = true\n";
+    assert_eq!(
+        errors(source),
+        ["metrics.toml:17:13: error: family `x_seconds` would keep 1600016 exemplar slots (100001 series of 16, 288 bytes each); the limit is 1048576 (lower an open domain's `max` or drop `exemplars`)"]
+    );
+    // The same family without exemplars is fine.
+    assert_eq!(
+        errors(&source.replace("exemplars = true\n", "")),
+        Vec::<String>::new()
+    );
+}
