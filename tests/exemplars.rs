@@ -633,8 +633,9 @@ fn recording_and_serving_exemplars_allocate_nothing_at_steady_state() {
     let record = |i: u64| {
         let e = Exemplar::trace(trace, "00f067aa0ba902b7").at_unix_nanos(i + 1);
         c.inc_by_with_exemplar(1, &e).unwrap();
-        h.observe_with_exemplar(i * 997_000 % 300_000_000, &e)
-            .unwrap();
+        // Every bucket (le=0.001, 0.01, 0.1, +Inf) gets its exemplar within the warm-up.
+        let ns = [400_000, 5_000_000, 50_000_000, 500_000_000][(i % 4) as usize] + i;
+        h.observe_with_exemplar(ns, &e).unwrap();
         n.observe_with_exemplar(i + 1, &e).unwrap();
     };
     let (mut snapshot, mut encoder, mut out) = (Snapshot::new(), Encoder::new(), Vec::new());

@@ -369,8 +369,9 @@ impl ExemplarSlots {
                 }
                 fence(Ordering::Acquire);
                 if w[SEQ].load(Ordering::Relaxed) == s1 {
-                    // Room for a whole slot whatever this one holds, so that the buffer
-                    // reaches its steady size in the first scrape and stops growing.
+                    // Room for a whole slot whatever this one holds: the buffer grows only
+                    // when the set of exemplars does (a bucket's first exemplar), not with
+                    // the lengths of the labels that replace each other.
                     labels.reserve(MAX_EXEMPLAR_BYTES);
                     let start = labels.len();
                     for d in &data[..words] {
