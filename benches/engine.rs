@@ -955,6 +955,69 @@ fn histogram_observe(c: &mut Criterion) {
     group.finish();
 }
 
+/// Exemplars (#12): the same Redis latency series observed without and with an exemplar, in
+/// the same run. `observe_with_exemplar` takes no timestamp (the default: the scrape's time
+/// stands in); `..._now` stamps it with the wall clock, to show what the clock read costs.
+/// Peer: prometheus-client's `HistogramWithExemplars` (a lock around its exemplar map; its
+/// label set is an owned value, so each exemplar clones one).
+fn exemplar(c: &mut Criterion) {
+    use elastickv_metrics::storage::Exemplar;
+    let mut group = c.benchmark_group("exemplar");
+    let (ns, secs) = durations();
+    let (ns, secs): (&[u64], &[f64]) = (
+        Box::leak(ns.into_boxed_slice()),
+        Box::leak(secs.into_boxed_slice()),
+    );
+    let mut i = 0usize;
+    let mut next = move || {
+        i = (i + 1) & 1023;
+        i
+    };
+    let registry = Registry::new(NODE_ID, NODE_ADDRESS);
+    let h = registry
+        .store()
+        .histogram(family::elastickv_redis_request_duration_seconds(
+            RedisCommand::Get,
+            RedisOutcome::Success,
+        ));
+    assert!(
+        h.has_exemplars(),
+        "the manifest declares exemplars on the Redis latency"
+    );
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let span = "00f067aa0ba902b7";
+    group.bench_function("observe", |b| b.iter(|| h.observe(ns[next()])));
+    group.bench_function("observe_with_exemplar", |b| {
+        b.iter(|| {
+            h.observe_with_exemplar(
+                ns[next()],
+                &Exemplar::trace(black_box(trace), black_box(span)),
+            )
+        })
+    });
+    group.bench_function("observe_with_exemplar_now", |b| {
+        b.iter(|| {
+            h.observe_with_exemplar(
+                ns[next()],
+                &Exemplar::trace(black_box(trace), black_box(span)).now(),
+            )
+        })
+    });
+
+    let pc_plain = PcHistogram::new(redis_bounds_secs());
+    group.bench_function("prometheus_client_observe", |b| {
+        b.iter(|| pc_plain.observe(secs[next()]))
+    });
+    let pc = prometheus_client::metrics::exemplar::HistogramWithExemplars::<Vec<(&str, &str)>>::new(
+        redis_bounds_secs().into_iter(),
+    );
+    let labels = vec![("trace_id", trace), ("span_id", span)];
+    group.bench_function("prometheus_client_observe_with_exemplar", |b| {
+        b.iter(|| pc.observe(secs[next()], Some(labels.clone()), None))
+    });
+    group.finish();
+}
+
 fn encode_node(c: &mut Criterion) {
     let mut group = c.benchmark_group("encode_node");
     group.sample_size(50);
@@ -1206,6 +1269,7 @@ fn main() {
     closed_label_inc(&mut c);
     open_label_inc(&mut c);
     histogram_observe(&mut c);
+    exemplar(&mut c);
     encode_node(&mut c);
     c.final_summary();
     let listing = std::env::args().any(|a| a == "--list" || a == "--test");

@@ -306,7 +306,7 @@ fn overflow_colliding_with_a_declared_value() {
 fn unknown_key_in_family() {
     assert_single_error(
         &base_with("help = \"Latency.\"", "help = \"Latency.\"\ncolour = \"red\""),
-        "metrics.toml:25:1: error: unknown key `colour` in [[family]] (expected one of: name, kind, subsystem, help, labels, value, buckets, native)",
+        "metrics.toml:25:1: error: unknown key `colour` in [[family]] (expected one of: name, kind, subsystem, help, labels, value, buckets, native, exemplars)",
     );
 }
 

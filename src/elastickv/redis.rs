@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::manifest::domain::{RedisCommand, RedisOutcome, REDIS_UNSUPPORTED_COMMAND};
 use crate::manifest::family;
-use crate::storage::Store;
+use crate::storage::{Exemplar, ExemplarError, Store};
 
 /// Raw bytes of an unsupported command kept before the UTF-8 check (SPEC 3.2 step 1).
 const RAW_CAP: usize = 256;
@@ -105,9 +105,31 @@ impl RedisObserver {
     /// `elastickv_redis_unsupported_commands_total` under its sanitised raw name.
     #[inline]
     pub fn observe(&self, report: &RedisRequestReport<'_>) {
-        let Some(store) = self.store else {
-            return;
-        };
+        self.record(report, None);
+    }
+
+    /// [`observe`](Self::observe), keeping `exemplar` (typically the request's trace and span
+    /// id) as the latest exemplar of the latency bucket the request falls in. The request is
+    /// always recorded; the result says whether the exemplar was kept (see [`ExemplarError`]).
+    #[inline]
+    pub fn observe_with_exemplar(
+        &self,
+        report: &RedisRequestReport<'_>,
+        exemplar: &Exemplar<'_>,
+    ) -> Result<(), ExemplarError> {
+        self.record(report, Some(exemplar))
+            .unwrap_or(Err(ExemplarError::NotDeclared))
+    }
+
+    /// The body of both: `exemplar` is `None` for [`observe`](Self::observe), where inlining
+    /// folds the exemplar branch away. `None` back means a no-op observer.
+    #[inline(always)]
+    fn record(
+        &self,
+        report: &RedisRequestReport<'_>,
+        exemplar: Option<&Exemplar<'_>>,
+    ) -> Option<Result<(), ExemplarError>> {
+        let store = self.store?;
         let command = normalize_command(report.command);
         let outcome = if report.is_error {
             RedisOutcome::Error
@@ -117,11 +139,16 @@ impl RedisObserver {
         store
             .counter(family::elastickv_redis_requests_total(command, outcome))
             .inc();
-        store
-            .histogram(family::elastickv_redis_request_duration_seconds(
-                command, outcome,
-            ))
-            .observe_duration(report.duration);
+        let latency = store.histogram(family::elastickv_redis_request_duration_seconds(
+            command, outcome,
+        ));
+        let kept = match exemplar {
+            None => {
+                latency.observe_duration(report.duration);
+                Ok(())
+            }
+            Some(e) => latency.observe_duration_with_exemplar(report.duration, e),
+        };
         if report.is_error {
             store
                 .counter(family::elastickv_redis_errors_total(command))
@@ -130,6 +157,7 @@ impl RedisObserver {
         if report.unsupported {
             observe_unsupported(store, report.command);
         }
+        Some(kept)
     }
 }
 

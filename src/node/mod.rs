@@ -84,12 +84,27 @@ pub async fn observe_known_on(
         }
     }
     let observer = registry.redis_observer();
-    for duration in known_latencies() {
-        observer.observe(&RedisRequestReport {
+    let latencies = known_latencies();
+    let last = latencies.len() - 1;
+    for (i, duration) in latencies.into_iter().enumerate() {
+        let report = RedisRequestReport {
             command: KNOWN_COMMAND,
             is_error: false,
             duration,
             unsupported: false,
-        });
+        };
+        if i == last {
+            // The known exemplar the exemplar end-to-end test looks for.
+            let exemplar =
+                elastickv_metrics::storage::Exemplar::trace(KNOWN_TRACE_ID, KNOWN_SPAN_ID).now();
+            let _ = observer.observe_with_exemplar(&report, &exemplar);
+        } else {
+            observer.observe(&report);
+        }
     }
 }
+
+/// Trace id of the exemplar the known observations leave on their last (largest) latency.
+pub const KNOWN_TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+/// Span id of that exemplar.
+pub const KNOWN_SPAN_ID: &str = "00f067aa0ba902b7";

@@ -179,12 +179,24 @@ impl Worker {
             6 => (vec![b'b', 0xff, 0xfe], true),
             _ => (self.rng.pick(KNOWN_REDIS).as_bytes().to_vec(), false),
         };
-        observer.observe(&RedisRequestReport {
+        let report = RedisRequestReport {
             command: &command,
             is_error: unsupported || self.rng.chance(3),
             duration,
             unsupported,
-        });
+        };
+        // One request in ten carries a synthetic W3C-sized trace context, so the OpenMetrics
+        // and protobuf expositions show exemplars on the latency buckets (a real node would
+        // take them from its tracing context).
+        if self.rng.chance(10) {
+            let trace = format!("{:016x}{:016x}", self.rng.next(), self.rng.next());
+            let span = format!("{:016x}", self.rng.next());
+            let exemplar = elastickv_metrics::storage::Exemplar::trace(&trace, &span).now();
+            // A dropped exemplar (another worker wrote the same bucket at that instant) is fine.
+            let _ = observer.observe_with_exemplar(&report, &exemplar);
+        } else {
+            observer.observe(&report);
+        }
     }
 
     fn dynamodb(&mut self) {

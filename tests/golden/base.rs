@@ -93,6 +93,7 @@ pub static SCHEMA: Schema = Schema {
     shard_cells: 22,
     gauge_cells: 0,
     series_slots: 12,
+    exemplar_slots: 0,
 };
 
 static DOMAINS: [DomainDesc; 2] = [
@@ -115,6 +116,8 @@ static FAMILIES: [FamilyDesc; 2] = [
         cells_per_series: 1,
         series_base: 0,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "x_duration_seconds",
@@ -128,6 +131,8 @@ static FAMILIES: [FamilyDesc; 2] = [
         cells_per_series: 6,
         series_base: 10,
         closed_labels: &LABELS_1,
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
 ];
 

@@ -2509,6 +2509,7 @@ pub static SCHEMA: Schema = Schema {
     shard_cells: 322399,
     gauge_cells: 735301,
     series_slots: 951144,
+    exemplar_slots: 2656,
 };
 
 static DOMAINS: [DomainDesc; 37] = [
@@ -2606,6 +2607,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 0,
         closed_labels: &LABELS_0,
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_redis_request_duration_seconds",
@@ -2619,6 +2622,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 452,
         series_base: 166,
         closed_labels: &LABELS_1,
+        exemplars_per_series: 16,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_redis_errors_total",
@@ -2632,6 +2637,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 332,
         closed_labels: &LABELS_2,
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_redis_unsupported_commands_total",
@@ -2645,6 +2652,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 415,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_dynamodb_inflight_requests",
@@ -2658,6 +2667,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 448,
         closed_labels: &LABELS_4,
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_dynamodb_requests_total",
@@ -2671,6 +2682,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 461,
         closed_labels: &LABELS_5,
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_dynamodb_table_requests_total",
@@ -2684,6 +2697,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 513,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_dynamodb_request_duration_seconds",
@@ -2697,6 +2712,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 449,
         series_base: 27189,
         closed_labels: &LABELS_7,
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_dynamodb_request_size_bytes",
@@ -2710,6 +2727,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 12,
         series_base: 27241,
         closed_labels: &LABELS_8,
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_dynamodb_response_size_bytes",
@@ -2723,6 +2742,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 12,
         series_base: 27254,
         closed_labels: &LABELS_9,
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_dynamodb_returned_items_total",
@@ -2736,6 +2757,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 27306,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_dynamodb_scanned_items_total",
@@ -2749,6 +2772,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 33975,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_dynamodb_written_items_total",
@@ -2762,6 +2787,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 40644,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_dynamodb_user_errors_total",
@@ -2775,6 +2802,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 47313,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_dynamodb_system_errors_total",
@@ -2788,6 +2817,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 53982,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_dynamodb_conditional_check_failed_total",
@@ -2801,6 +2832,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 60651,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_lua_exec_duration_seconds",
@@ -2814,6 +2847,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 449,
         series_base: 67320,
         closed_labels: &LABELS_16,
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_lua_redis_call_duration_seconds",
@@ -2827,6 +2862,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 449,
         series_base: 67322,
         closed_labels: &LABELS_17,
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_lua_redis_call_count",
@@ -2840,6 +2877,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 14,
         series_base: 67324,
         closed_labels: &LABELS_18,
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_lua_commit_duration_seconds",
@@ -2853,6 +2892,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 449,
         series_base: 67326,
         closed_labels: &LABELS_19,
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_lua_conflict_retries",
@@ -2866,6 +2907,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 11,
         series_base: 67328,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_lua_cmd_fastpath_total",
@@ -2879,6 +2922,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 67329,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_lease_read_total",
@@ -2892,6 +2937,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 69642,
         closed_labels: &LABELS_22,
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_raft_dispatch_dropped_total",
@@ -2905,6 +2952,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 69644,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_raft_dispatch_errors_total",
@@ -2918,6 +2967,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 69901,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_raft_step_queue_full_total",
@@ -2931,6 +2982,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 70158,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_raft_dispatch_errors_by_code_total",
@@ -2944,6 +2997,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 70415,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_raft_send_stream_opens_total",
@@ -2957,6 +3012,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 78896,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_raft_send_stream_reconnects_total",
@@ -2970,6 +3027,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 79153,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_raft_send_stream_messages_total",
@@ -2983,6 +3042,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 79410,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_raft_snapshot_stream_sends_total",
@@ -2996,6 +3057,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 79667,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_raft_snapshot_stream_payload_bytes_total",
@@ -3009,6 +3072,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 79924,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_raft_local_state",
@@ -3022,6 +3087,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 80181,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_raft_leader_identity",
@@ -3035,6 +3102,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 81466,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_raft_member_present",
@@ -3048,6 +3117,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 147515,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_raft_member_is_leader",
@@ -3061,6 +3132,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 741956,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_raft_members",
@@ -3074,6 +3147,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 808005,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_raft_commit_index",
@@ -3087,6 +3162,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 808262,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_raft_applied_index",
@@ -3100,6 +3177,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 808519,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_raft_last_contact_seconds",
@@ -3113,6 +3192,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 808776,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_raft_term",
@@ -3126,6 +3207,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 809033,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_raft_last_log_index",
@@ -3139,6 +3222,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 809290,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_raft_last_snapshot_index",
@@ -3152,6 +3237,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 809547,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_raft_fsm_pending",
@@ -3165,6 +3252,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 809804,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_raft_num_peers",
@@ -3178,6 +3267,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 810061,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_raft_leader_changes_seen_total",
@@ -3191,6 +3282,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 810318,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_raft_proposals_failed_total",
@@ -3204,6 +3297,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 810575,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_pebble_l0_sublevels",
@@ -3217,6 +3312,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 810832,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_pebble_l0_num_files",
@@ -3230,6 +3327,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 811089,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_pebble_compact_estimated_debt_bytes",
@@ -3243,6 +3342,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 811346,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_pebble_compact_in_progress",
@@ -3256,6 +3357,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 811603,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_pebble_compact_count_total",
@@ -3269,6 +3372,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 811860,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_pebble_memtable_count",
@@ -3282,6 +3387,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 812117,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_pebble_memtable_size_bytes",
@@ -3295,6 +3402,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 812374,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_pebble_memtable_zombie_count",
@@ -3308,6 +3417,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 812631,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_pebble_block_cache_size_bytes",
@@ -3321,6 +3432,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 812888,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_pebble_block_cache_capacity_bytes",
@@ -3334,6 +3447,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 812889,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_pebble_block_cache_hits_total",
@@ -3347,6 +3462,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 812890,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_pebble_block_cache_misses_total",
@@ -3360,6 +3477,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 812891,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_fsm_apply_sync_mode",
@@ -3373,6 +3492,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 812892,
         closed_labels: &LABELS_59,
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_store_write_conflict_total",
@@ -3386,6 +3507,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 812894,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_sqs_partition_messages_total",
@@ -3399,6 +3522,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 846047,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_sqs_queue_messages",
@@ -3412,6 +3537,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 946082,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_lua_pool_hits_total",
@@ -3425,6 +3552,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 947621,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_lua_pool_misses_total",
@@ -3438,6 +3567,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 947622,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_lua_pool_drops_total",
@@ -3451,6 +3582,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 947623,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_lua_pool_idle",
@@ -3464,6 +3597,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 947624,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_lua_pool_max_idle",
@@ -3477,6 +3612,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 947625,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_hlc_physical_ceiling_seconds",
@@ -3490,6 +3627,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 947626,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_hlc_wall_skew_seconds",
@@ -3503,6 +3642,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 947627,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_hlc_next_fenced_rejections_total",
@@ -3516,6 +3657,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 947628,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_fsm_cold_start_restore_total",
@@ -3529,6 +3672,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 947629,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_fsm_cold_start_applied_index_gap",
@@ -3542,6 +3687,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 947728,
         closed_labels: &LABELS_72,
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_sqs_throttled_requests_total",
@@ -3555,6 +3702,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 947731,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_sqs_throttle_tokens_remaining",
@@ -3568,6 +3717,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 949270,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_s3_put_admission_inflight_bytes",
@@ -3581,6 +3732,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 950809,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_s3_put_admission_rejections_total",
@@ -3594,6 +3747,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 950810,
         closed_labels: &LABELS_76,
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_s3_put_admission_wait_seconds",
@@ -3607,6 +3762,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 452,
         series_base: 950819,
         closed_labels: &LABELS_77,
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_s3_blob_offload_write_decisions_total",
@@ -3620,6 +3777,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 950828,
         closed_labels: &LABELS_78,
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_s3_chunkblob_replication_degraded_total",
@@ -3633,6 +3792,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 950843,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_s3_chunkblob_sha_mismatch_total",
@@ -3646,6 +3807,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 950844,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_s3_chunkblob_unrecoverable_total",
@@ -3659,6 +3822,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 950845,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_s3_chunkblob_backfill_queue_depth",
@@ -3672,6 +3837,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 950846,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_s3_chunkblob_backfill_results_total",
@@ -3685,6 +3852,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 950847,
         closed_labels: &LABELS_83,
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_fs_file_pinned_hotspot_total",
@@ -3698,6 +3867,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 950853,
         closed_labels: &LABELS_84,
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_fs_file_multi_shard_detected_total",
@@ -3711,6 +3882,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 950855,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_fs_file_multi_shard_current",
@@ -3724,6 +3897,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 950856,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_fs_file_move_inflight",
@@ -3737,6 +3912,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 950857,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_fs_chunk_read_ops_total",
@@ -3750,6 +3927,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 950858,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_fs_chunk_write_ops_total",
@@ -3763,6 +3942,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 950859,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_fs_chunk_read_latency_ms",
@@ -3776,6 +3957,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 449,
         series_base: 950860,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_fs_chunk_write_latency_ms",
@@ -3789,6 +3972,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 449,
         series_base: 950861,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_fs_home_epoch_conflict_total",
@@ -3802,6 +3987,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 950862,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_fs_open_handle_lease_active",
@@ -3815,6 +4002,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 950863,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_fs_orphan_inode_gc_pending",
@@ -3828,6 +4017,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 950864,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_fs_inode_id_collision_retry_total",
@@ -3841,6 +4032,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 950865,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_fs_files_by_group",
@@ -3854,6 +4047,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 950866,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "elastickv_monitoring_source_failures_total",
@@ -3867,6 +4062,8 @@ static FAMILIES: [FamilyDesc; 98] = [
         cells_per_series: 1,
         series_base: 951123,
         closed_labels: &LABELS_97,
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
 ];
 

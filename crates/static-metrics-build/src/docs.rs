@@ -110,6 +110,13 @@ pub fn markdown(m: &Manifest) -> String {
             } else {
                 String::new()
             };
+            // Families that keep exemplars say so in the buckets column (OpenMetrics and
+            // protobuf only; text 0.0.4 never carries them).
+            let buckets = match (f.exemplars, buckets.is_empty()) {
+                (false, _) => buckets,
+                (true, true) => "exemplars".to_string(),
+                (true, false) => format!("{buckets}<br>exemplars"),
+            };
             let _ = writeln!(
                 o,
                 "| `{}` | {} | {} | {} | {} |",

@@ -3,7 +3,9 @@
 
 use std::fmt::Write;
 
-use super::model::{histogram_cells, native_layout, Domain, DomainKind, Kind, Manifest};
+use super::model::{
+    exemplars_per_series, histogram_cells, native_layout, Domain, DomainKind, Kind, Manifest,
+};
 use static_metrics::format::escape::write_label_value;
 use static_metrics::format::number::{format_f64, format_f64_openmetrics};
 
@@ -76,10 +78,12 @@ struct Layout {
     cell_base: u64,
     cells_per_series: u64,
     series_base: u64,
+    exemplars_per_series: u64,
+    exemplar_base: u64,
 }
 
-fn layouts(m: &Manifest) -> (Vec<Layout>, u64, u64, u64) {
-    let (mut shard, mut gauge, mut series_total) = (0u64, 0u64, 0u64);
+fn layouts(m: &Manifest) -> (Vec<Layout>, u64, u64, u64, u64) {
+    let (mut shard, mut gauge, mut series_total, mut exemplars) = (0u64, 0u64, 0u64, 0u64);
     let mut out = Vec::new();
     for f in &m.families {
         let cards: Vec<u64> = f.dims.iter().map(|&d| m.domains[d].cardinality()).collect();
@@ -98,17 +102,30 @@ fn layouts(m: &Manifest) -> (Vec<Layout>, u64, u64, u64) {
             Kind::GaugeInteger | Kind::GaugeFloat => &mut gauge,
             _ => &mut shard,
         };
+        let exemplars_per_series = if f.exemplars {
+            exemplars_per_series(f.kind, &f.buckets, f.native.as_ref())
+        } else {
+            0
+        };
         out.push(Layout {
             strides,
             series,
             cell_base: *space,
             cells_per_series,
             series_base: series_total,
+            exemplars_per_series,
+            // 0 for families without exemplars: nothing reads it, and the tables stay quiet.
+            exemplar_base: if exemplars_per_series == 0 {
+                0
+            } else {
+                exemplars
+            },
         });
         *space += series * cells_per_series;
         series_total += series;
+        exemplars += series * exemplars_per_series;
     }
-    (out, shard, gauge, series_total)
+    (out, shard, gauge, series_total, exemplars)
 }
 
 fn domain_type(d: &Domain) -> String {
@@ -149,7 +166,7 @@ pub fn rust(m: &Manifest, runtime: &str) -> String {
     o.push_str("}\n\n");
 
     // Families.
-    let (layouts, shard_cells, gauge_cells, series_slots) = layouts(m);
+    let (layouts, shard_cells, gauge_cells, series_slots, exemplar_slots) = layouts(m);
     o.push_str(
         "/// Families: an id per family and a `const fn` per family that names one series.\n",
     );
@@ -206,7 +223,7 @@ pub fn rust(m: &Manifest, runtime: &str) -> String {
     // Static tables.
     let _ = writeln!(
         o,
-        "/// The whole manifest as tables.\npub static SCHEMA: Schema = Schema {{\n    const_labels: {},\n    domains: &DOMAINS,\n    families: &FAMILIES,\n    shard_cells: {shard_cells},\n    gauge_cells: {gauge_cells},\n    series_slots: {series_slots},\n}};\n",
+        "/// The whole manifest as tables.\npub static SCHEMA: Schema = Schema {{\n    const_labels: {},\n    domains: &DOMAINS,\n    families: &FAMILIES,\n    shard_cells: {shard_cells},\n    gauge_cells: {gauge_cells},\n    series_slots: {series_slots},\n    exemplar_slots: {exemplar_slots},\n}};\n",
         str_list(&m.const_labels)
     );
     let _ = writeln!(o, "static DOMAINS: [DomainDesc; {}] = [", m.domains.len());
@@ -331,7 +348,7 @@ pub fn rust(m: &Manifest, runtime: &str) -> String {
         let strides: Vec<String> = l.strides.iter().map(u64::to_string).collect();
         let _ = writeln!(
             o,
-            "    FamilyDesc {{\n        name: {:?},\n        help: {:?},\n        subsystem: {:?},\n        kind: {kind},\n        dims: &[{}],\n        strides: &[{}],\n        series: {},\n        cell_base: {},\n        cells_per_series: {},\n        series_base: {},\n        closed_labels: {closed},\n    }},",
+            "    FamilyDesc {{\n        name: {:?},\n        help: {:?},\n        subsystem: {:?},\n        kind: {kind},\n        dims: &[{}],\n        strides: &[{}],\n        series: {},\n        cell_base: {},\n        cells_per_series: {},\n        series_base: {},\n        closed_labels: {closed},\n        exemplars_per_series: {},\n        exemplar_base: {},\n    }},",
             f.name,
             f.help,
             f.subsystem,
@@ -341,6 +358,8 @@ pub fn rust(m: &Manifest, runtime: &str) -> String {
             l.cell_base,
             l.cells_per_series,
             l.series_base,
+            l.exemplars_per_series,
+            l.exemplar_base,
         );
     }
     o.push_str("];\n\n");

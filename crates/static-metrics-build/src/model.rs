@@ -145,6 +145,9 @@ pub struct Family {
     pub buckets: Vec<f64>,
     /// Native (sparse, exponential) buckets, if declared.
     pub native: Option<Native>,
+    /// `exemplars = true`: the family keeps a latest-wins exemplar per series (counters) or
+    /// per bucket (histograms). Only counters and histograms may declare it.
+    pub exemplars: bool,
 }
 
 /// The `native = { … }` table of a histogram family.
@@ -162,6 +165,8 @@ pub struct Native {
 pub const DEFAULT_ZERO_THRESHOLD: f64 = 2.938735877055719e-39;
 /// Largest number of native cells one series may take (each is a `u64` per shard).
 pub const MAX_NATIVE_CELLS: u64 = 4096;
+/// Largest number of exemplar slots one family may keep (288 bytes each, not sharded).
+const MAX_FAMILY_EXEMPLARS: u64 = 1 << 20;
 /// Largest number of cells one family may take in a shard.
 const MAX_FAMILY_CELLS: u64 = 1 << 28;
 
@@ -787,6 +792,7 @@ fn parse_family(
             "value",
             "buckets",
             "native",
+            "exemplars",
         ],
         "[[family]]",
     );
@@ -902,6 +908,7 @@ fn parse_family(
     };
 
     let native = parse_native(cx, table, kind, &what, &mut ok);
+    let exemplars = parse_exemplars(cx, table, kind, &what, &mut ok);
     // A broken `native` table is reported once, not again as "no buckets at all".
     let declares_native = get(table, "native").is_some();
     let buckets = parse_buckets(cx, table, kind, &what, &span, declares_native, &mut ok);
@@ -971,6 +978,18 @@ fn parse_family(
                 ok = false;
             }
         }
+        if ok && exemplars {
+            let per = exemplars_per_series(kind, &buckets, native.as_ref());
+            let total = slots.saturating_mul(per);
+            if total > MAX_FAMILY_EXEMPLARS {
+                let espan = get(table, "exemplars").map_or(labels_value.span(), |v| v.span());
+                cx.error(
+                    espan,
+                    format!("{what} would keep {total} exemplar slots ({slots} series of {per}, 288 bytes each); the limit is {MAX_FAMILY_EXEMPLARS} (lower an open domain's `max` or drop `exemplars`)"),
+                );
+                ok = false;
+            }
+        }
     }
 
     (ok && help.is_some() && subsystem.is_some()).then(|| {
@@ -983,6 +1002,7 @@ fn parse_family(
                 dims,
                 buckets,
                 native,
+                exemplars,
             },
             span,
         )
@@ -1045,6 +1065,47 @@ pub fn histogram_cells(kind: Kind, buckets: &[f64], native: Option<&Native>) -> 
     };
     let native = native.map_or(0, |n| 1 + u64::from(native_layout(kind, n).2));
     classic + native + 2
+}
+
+/// The `exemplars = true|false` key: a boolean, on a counter or histogram (OpenMetrics has
+/// exemplars only on counter `_total` and histogram `_bucket` samples).
+fn parse_exemplars(
+    cx: &mut Cx<'_>,
+    table: &DeTable<'_>,
+    kind: Kind,
+    what: &str,
+    ok: &mut bool,
+) -> bool {
+    let Some(value) = get(table, "exemplars") else {
+        return false;
+    };
+    let DeValue::Boolean(on) = value.get_ref() else {
+        cx.error(
+            value.span(),
+            format!("{what}: `exemplars` must be `true` or `false`"),
+        );
+        *ok = false;
+        return false;
+    };
+    if *on && !(kind == Kind::Counter || kind.is_histogram()) {
+        cx.error(
+            value.span(),
+            format!("{what}: only counters and histograms have exemplars (OpenMetrics allows them on `_total` and `_bucket` samples only)"),
+        );
+        *ok = false;
+        return false;
+    }
+    *on
+}
+
+/// Exemplar slots one series of a family with `exemplars = true` keeps: one for a counter or a
+/// native-only histogram, one per classic bucket (`+Inf` included) otherwise.
+pub fn exemplars_per_series(kind: Kind, buckets: &[f64], native: Option<&Native>) -> u64 {
+    if !kind.is_histogram() || (native.is_some() && buckets.is_empty()) {
+        1
+    } else {
+        buckets.len() as u64 + 1
+    }
 }
 
 fn parse_native(

@@ -44,6 +44,8 @@ pub struct Schema {
     pub gauge_cells: usize,
     /// Number of series slots over all families (one presence bit each).
     pub series_slots: usize,
+    /// Number of exemplar slots over the families that declare `exemplars = true`.
+    pub exemplar_slots: usize,
 }
 
 /// The value set of one label (or, for open domains, a tuple of labels).
@@ -305,6 +307,12 @@ pub struct FamilyDesc {
     /// For families whose labels are all closed: `a="x",b="y"` for every series, rendered at
     /// build time. Empty otherwise.
     pub closed_labels: &'static [&'static str],
+    /// Exemplar slots per series: 0 without `exemplars = true`; 1 for a counter or a
+    /// native-only histogram; one per classic bucket (`+Inf` included) for a histogram.
+    pub exemplars_per_series: u32,
+    /// First exemplar slot of the family (series `i` starts at `exemplar_base + i *
+    /// exemplars_per_series`).
+    pub exemplar_base: u32,
 }
 
 impl FamilyDesc {

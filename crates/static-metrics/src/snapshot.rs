@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::schema::{DomainKind, FamilyDesc, FamilyKind, HistogramDesc, Schema};
+use crate::storage::exemplar::{ExemplarPairs, StoredExemplar};
 use crate::storage::{OpenView, Store};
 
 /// The present series of one family and their values.
@@ -19,9 +20,46 @@ pub struct FamilySnapshot {
     /// the `+Inf` bucket's own count, then the 128-bit sum in storage units as its low and
     /// high words.
     pub values: Vec<u64>,
+    /// The exemplars of the captured series (families with `exemplars = true` only),
+    /// ascending by series and slot. Entries of a series dropped after capture stay here
+    /// unused; look them up with [`exemplars_of`](Self::exemplars_of).
+    pub exemplars: Vec<CapturedExemplar>,
+    /// The label encodings the [`exemplars`](Self::exemplars) point into.
+    pub exemplar_labels: Vec<u8>,
+}
+
+/// One captured exemplar: its series, its slot in the series (the classic bucket index,
+/// `+Inf` last; 0 for counters and native-only histograms) and its content.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CapturedExemplar {
+    /// Series index.
+    pub series: u32,
+    /// Slot within the series.
+    pub slot: u32,
+    /// Value, timestamp and where the labels are.
+    pub exemplar: StoredExemplar,
+}
+
+impl CapturedExemplar {
+    /// The label pairs, from the snapshot's [`FamilySnapshot::exemplar_labels`].
+    pub fn pairs<'b>(&self, labels: &'b [u8]) -> ExemplarPairs<'b> {
+        self.exemplar.pairs(labels)
+    }
 }
 
 impl FamilySnapshot {
+    /// The captured exemplars of `series`, ascending by slot (empty for families without
+    /// exemplars, at the cost of one length check).
+    #[inline]
+    pub fn exemplars_of(&self, series: u32) -> &[CapturedExemplar] {
+        if self.exemplars.is_empty() {
+            return &[];
+        }
+        let start = self.exemplars.partition_point(|e| e.series < series);
+        let end = start + self.exemplars[start..].partition_point(|e| e.series == series);
+        &self.exemplars[start..end]
+    }
+
     /// Keeps the series `keep` accepts (by series index) with their `per` values each, in
     /// order, in place.
     fn retain(&mut self, per: usize, mut keep: impl FnMut(u32) -> bool) {
@@ -81,6 +119,8 @@ impl Snapshot {
         for (family, snap) in schema.families.iter().zip(self.families.iter_mut()) {
             snap.series.clear();
             snap.values.clear();
+            snap.exemplars.clear();
+            snap.exemplar_labels.clear();
             if !keep(family) {
                 continue;
             }
@@ -133,6 +173,26 @@ impl Snapshot {
                     for (&s, out) in snap.series.iter().zip(snap.values.chunks_exact_mut(per)) {
                         let first_cell = (family.cell_base + s * family.cells_per_series) as usize;
                         slabs.sum_histogram_into(first_cell, out);
+                    }
+                }
+            }
+            // After the counts: an exemplar recorded before the scrape started is read here
+            // (its release store of the slot sequence pairs with the acquire load in `read`).
+            let per_series = family.exemplars_per_series;
+            if per_series > 0 {
+                let slots = store.shards().exemplars();
+                for &s in &snap.series {
+                    let first = (family.exemplar_base + s * per_series) as usize;
+                    for slot in 0..per_series {
+                        if let Some(exemplar) =
+                            slots.read(first + slot as usize, &mut snap.exemplar_labels)
+                        {
+                            snap.exemplars.push(CapturedExemplar {
+                                series: s,
+                                slot,
+                                exemplar,
+                            });
+                        }
                     }
                 }
             }

@@ -14,7 +14,7 @@
 
 use super::text::{write_labels, Divisor, Encoder};
 use crate::schema::{FamilyDesc, FamilyKind, GaugeValue, HistogramDesc, HistogramValue};
-use crate::snapshot::{HistogramValues, Snapshot};
+use crate::snapshot::{CapturedExemplar, HistogramValues, Snapshot};
 
 /// `MetricType` values (metrics.proto).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +59,12 @@ const BUCKET_CUMULATIVE: u32 = 1;
 const BUCKET_UPPER: u32 = 2;
 const SPAN_OFFSET: u32 = 1;
 const SPAN_LENGTH: u32 = 2;
+const COUNTER_EXEMPLAR: u32 = 2;
+const BUCKET_EXEMPLAR: u32 = 3;
+const H_EXEMPLARS: u32 = 16;
+const EXEMPLAR_LABEL: u32 = 1;
+const EXEMPLAR_VALUE: u32 = 2;
+const EXEMPLAR_TIMESTAMP: u32 = 3;
 const TS_SECONDS: u32 = 1;
 const TS_NANOS: u32 = 2;
 
@@ -314,6 +320,9 @@ impl Encoder {
                     FamilyKind::Counter => {
                         let inner = open(out, Some(METRIC_COUNTER));
                         put_double(out, VALUE, values[0] as f64);
+                        if let Some(e) = snap.exemplars_of(series).first() {
+                            put_exemplar(out, COUNTER_EXEMPLAR, e, &snap.exemplar_labels);
+                        }
                         if let Some(t) = created {
                             put_timestamp(out, COUNTER_CREATED, t);
                         }
@@ -330,7 +339,13 @@ impl Encoder {
                     }
                     FamilyKind::Histogram(desc) => {
                         let inner = open(out, Some(METRIC_HISTOGRAM));
-                        write_histogram(out, desc, HistogramValues::new(desc, values), created);
+                        write_histogram(
+                            out,
+                            desc,
+                            HistogramValues::new(desc, values),
+                            created,
+                            (snap.exemplars_of(series), &snap.exemplar_labels),
+                        );
                         close(out, inner);
                     }
                 }
@@ -352,6 +367,7 @@ fn write_histogram(
     desc: &HistogramDesc,
     h: HistogramValues<'_>,
     created: Option<u64>,
+    (exemplars, exemplar_labels): (&[CapturedExemplar], &[u8]),
 ) {
     // With native buckets the count is the native one, so that it equals the zero bucket
     // plus the native buckets, which Prometheus checks; otherwise the `+Inf` bucket.
@@ -369,13 +385,23 @@ fn write_histogram(
     if desc.classic {
         // Finite bounds only: the `+Inf` bucket is optional and is the sample count.
         let mut cumulative = 0u64;
-        for (&bound, &c) in desc.bounds.iter().zip(h.classic()) {
+        for (i, (&bound, &c)) in desc.bounds.iter().zip(h.classic()).enumerate() {
             cumulative = cumulative.saturating_add(c);
             let bucket = open(out, Some(H_BUCKET));
             put_u64_field(out, BUCKET_CUMULATIVE, cumulative);
             put_double(out, BUCKET_UPPER, bound as f64 / desc.scale());
+            if !exemplars.is_empty() {
+                put_bucket_exemplar(out, exemplars, i, exemplar_labels);
+            }
             close(out, bucket);
         }
+        if !exemplars.is_empty() {
+            put_inf_bucket_exemplar(out, desc, h, exemplars, exemplar_labels);
+        }
+    } else if let Some(e) = exemplars.first() {
+        // A native-only family's exemplar: `Histogram.exemplars` (not read by Prometheus
+        // 2.42, which takes exemplars from classic buckets only; later versions read it).
+        put_exemplar(out, H_EXEMPLARS, e, exemplar_labels);
     }
     if let Some(t) = created {
         put_timestamp(out, H_CREATED, t);
@@ -435,6 +461,55 @@ fn write_histogram(
         previous = count;
     }
     close(out, deltas);
+}
+
+/// An `Exemplar` message as field `field`: its label pairs (raw: protobuf needs no escaping),
+/// value and timestamp (left out when none was recorded).
+fn put_exemplar(out: &mut Vec<u8>, field: u32, e: &CapturedExemplar, labels: &[u8]) {
+    let at = open(out, Some(field));
+    for (name, value) in e.pairs(labels) {
+        let pair = open(out, Some(EXEMPLAR_LABEL));
+        put_str(out, LABEL_NAME, name.as_bytes());
+        put_str(out, LABEL_VALUE, value.as_bytes());
+        close(out, pair);
+    }
+    put_double(out, EXEMPLAR_VALUE, e.exemplar.value);
+    if e.exemplar.timestamp != 0 {
+        put_timestamp(out, EXEMPLAR_TIMESTAMP, e.exemplar.timestamp);
+    }
+    close(out, at);
+}
+
+/// `Bucket.exemplar` of classic bucket `bucket`, if it has one (`exemplars` ascend by slot
+/// and hold at most one per bucket, so a short scan finds it).
+fn put_bucket_exemplar(
+    out: &mut Vec<u8>,
+    exemplars: &[CapturedExemplar],
+    bucket: usize,
+    labels: &[u8],
+) {
+    if let Some(e) = exemplars.iter().find(|e| e.slot as usize == bucket) {
+        put_exemplar(out, BUCKET_EXEMPLAR, e, labels);
+    }
+}
+
+/// The `+Inf` bucket is normally left out (it is the sample count); when its exemplar exists
+/// it is written explicitly to carry it, as client_golang does.
+fn put_inf_bucket_exemplar(
+    out: &mut Vec<u8>,
+    desc: &HistogramDesc,
+    h: HistogramValues<'_>,
+    exemplars: &[CapturedExemplar],
+    labels: &[u8],
+) {
+    let inf = desc.bounds.len();
+    if let Some(e) = exemplars.iter().find(|e| e.slot as usize == inf) {
+        let bucket = open(out, Some(H_BUCKET));
+        put_u64_field(out, BUCKET_CUMULATIVE, h.count());
+        put_double(out, BUCKET_UPPER, f64::INFINITY);
+        put_exemplar(out, BUCKET_EXEMPLAR, e, labels);
+        close(out, bucket);
+    }
 }
 
 /// Number of populated buckets once resolution is halved `reduce` times.

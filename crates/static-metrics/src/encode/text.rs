@@ -12,7 +12,7 @@ use crate::format::number::write_f64;
 use crate::schema::{
     DomainKind, FamilyDesc, FamilyKind, GaugeValue, HistogramDesc, HistogramValue,
 };
-use crate::snapshot::Snapshot;
+use crate::snapshot::{CapturedExemplar, Snapshot};
 use crate::storage::Store;
 
 /// A reusable encoder: keeps its scratch buffers between scrapes.
@@ -88,9 +88,17 @@ impl Encoder {
             for (&series, values) in snap.series.iter().zip(snap.values.chunks_exact(per)) {
                 wrote |= match &family.kind {
                     FamilyKind::Counter => {
+                        // Exemplars exist in OpenMetrics only, never in text 0.0.4.
+                        let exemplar = match format {
+                            Format::OpenMetrics => snap.exemplars_of(series).first(),
+                            _ => None,
+                        };
                         let ok =
                             self.write_scalar(snapshot, family, series, const_labels, out, |out| {
                                 put_u64(out, values[0]);
+                                if let Some(e) = exemplar {
+                                    write_exemplar(out, e, &snap.exemplar_labels);
+                                }
                             });
                         if let (true, Some(store)) = (ok, created) {
                             self.labels.clear();
@@ -127,6 +135,10 @@ impl Encoder {
                         })
                     }
                     FamilyKind::Histogram(desc) => {
+                        let exemplars = match format {
+                            Format::OpenMetrics => snap.exemplars_of(series),
+                            _ => &[],
+                        };
                         let ok = self.write_histogram(
                             snapshot,
                             family,
@@ -135,6 +147,7 @@ impl Encoder {
                             const_labels,
                             format,
                             values,
+                            (exemplars, &snap.exemplar_labels),
                             out,
                         );
                         if let (true, Some(store)) = (ok, created) {
@@ -192,6 +205,7 @@ impl Encoder {
         const_labels: &str,
         format: Format,
         values: &[u64],
+        (exemplars, exemplar_labels): (&[CapturedExemplar], &[u8]),
         out: &mut Vec<u8>,
     ) -> bool {
         self.labels.clear();
@@ -228,6 +242,9 @@ impl Encoder {
             &values[desc.native_offset()..at]
         };
         let mut cumulative = 0u64;
+        // Exemplars ascend by slot (the classic bucket; a native-only family's one slot goes
+        // on its `+Inf` line): a cursor finds each bucket's.
+        let mut next_exemplar = 0usize;
         for (i, count) in classic.iter().enumerate() {
             cumulative = cumulative.saturating_add(*count);
             if !desc.classic && i + 1 < classic.len() {
@@ -243,6 +260,15 @@ impl Encoder {
             );
             put(out, b"\"} ");
             put_u64(out, cumulative);
+            if next_exemplar < exemplars.len() {
+                let slot = if desc.classic { i as u32 } else { 0 };
+                while next_exemplar < exemplars.len() && exemplars[next_exemplar].slot < slot {
+                    next_exemplar += 1;
+                }
+                if let Some(e) = exemplars.get(next_exemplar).filter(|e| e.slot == slot) {
+                    write_exemplar(out, e, exemplar_labels);
+                }
+            }
             out.push(b'\n');
         }
         let (lo, hi) = (values[at], values[at + 1]);
@@ -269,6 +295,53 @@ impl Encoder {
         put(out, suffix);
         put(out, &self.labels);
         put(out, b"} ");
+    }
+}
+
+/// ` # {a="x",b="y"} value[ timestamp]`, an OpenMetrics exemplar after a sample's value.
+///
+/// Names were validated when the exemplar was recorded; values are escaped as label values.
+/// The timestamp is written in seconds with its exact nanoseconds (no float rounding), and
+/// left out when none was recorded (the scrape's time then stands in).
+fn write_exemplar(out: &mut Vec<u8>, e: &CapturedExemplar, labels: &[u8]) {
+    put(out, b" # {");
+    for (k, (name, value)) in e.pairs(labels).enumerate() {
+        if k > 0 {
+            out.push(b',');
+        }
+        put(out, name.as_bytes());
+        put(out, b"=\"");
+        crate::format::escape::write_label_value(out, value);
+        out.push(b'"');
+    }
+    put(out, b"} ");
+    write_f64(out, e.exemplar.value);
+    let ts = e.exemplar.timestamp;
+    if ts != 0 {
+        out.push(b' ');
+        write_unix_nanos_as_seconds(out, ts);
+    }
+}
+
+/// `seconds[.fraction]` of a Unix-nanosecond time, exactly: trailing zeros of the fraction
+/// are dropped.
+pub(crate) fn write_unix_nanos_as_seconds(out: &mut Vec<u8>, unix_nanos: u64) {
+    put_u64(out, unix_nanos / 1_000_000_000);
+    let mut nanos = unix_nanos % 1_000_000_000;
+    if nanos != 0 {
+        let mut digits = 9;
+        while nanos % 10 == 0 {
+            nanos /= 10;
+            digits -= 1;
+        }
+        out.push(b'.');
+        let mark = out.len();
+        put_u64(out, nanos);
+        // Leading zeros of the fraction (e.g. `.005`).
+        let written = out.len() - mark;
+        for _ in written..digits {
+            out.insert(mark, b'0');
+        }
     }
 }
 

@@ -109,6 +109,7 @@ pub static SCHEMA: Schema = Schema {
     shard_cells: 18,
     gauge_cells: 66,
     series_slots: 70,
+    exemplar_slots: 0,
 };
 
 static DOMAINS: [DomainDesc; 2] = [
@@ -133,6 +134,8 @@ static FAMILIES: [FamilyDesc; 4] = [
         cells_per_series: 1,
         series_base: 0,
         closed_labels: &LABELS_0,
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "job_duration_seconds",
@@ -146,6 +149,8 @@ static FAMILIES: [FamilyDesc; 4] = [
         cells_per_series: 8,
         series_base: 2,
         closed_labels: &LABELS_1,
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "queue_depth",
@@ -159,6 +164,8 @@ static FAMILIES: [FamilyDesc; 4] = [
         cells_per_series: 1,
         series_base: 4,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
     FamilyDesc {
         name: "worker_utilisation_ratio",
@@ -172,6 +179,8 @@ static FAMILIES: [FamilyDesc; 4] = [
         cells_per_series: 1,
         series_base: 69,
         closed_labels: &[],
+        exemplars_per_series: 0,
+        exemplar_base: 0,
     },
 ];
 

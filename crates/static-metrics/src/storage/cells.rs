@@ -6,6 +6,7 @@ use std::marker::PhantomData;
 use std::ptr;
 use std::sync::atomic::{fence, AtomicPtr, AtomicU64, Ordering};
 
+use super::exemplar::ExemplarSlots;
 use super::shard::{self, EXCLUSIVE_SHARDS, SHARD_SLOTS, TABLE_SLOTS, UNASSIGNED};
 
 /// A zeroed, fixed-length array of atomics.
@@ -81,16 +82,32 @@ pub struct ShardedCells {
     slabs: [AtomicPtr<AtomicU64>; TABLE_SLOTS],
     /// Slab of the shared shard (threads beyond the exclusive shards, `fetch_add`).
     shared: AtomicPtr<AtomicU64>,
+    /// The exemplar slots of the families that declare them (not sharded: one latest-wins
+    /// slot per series or bucket). Kept here so that handles, which already hold a reference
+    /// to these cells, reach them without growing.
+    exemplars: ExemplarSlots,
 }
 
 impl ShardedCells {
     /// A table of `len` cells, all zero.
     pub fn new(len: usize) -> ShardedCells {
+        ShardedCells::with_exemplars(len, 0)
+    }
+
+    /// A table of `len` cells and `exemplar_slots` empty exemplar slots.
+    pub fn with_exemplars(len: usize, exemplar_slots: usize) -> ShardedCells {
         ShardedCells {
             len,
             slabs: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
             shared: AtomicPtr::new(ptr::null_mut()),
+            exemplars: ExemplarSlots::new(exemplar_slots),
         }
+    }
+
+    /// The exemplar slots.
+    #[inline]
+    pub fn exemplars(&self) -> &ExemplarSlots {
+        &self.exemplars
     }
 
     /// Number of cells.

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::cells::ShardedCells;
+use super::exemplar::{Exemplar, ExemplarError};
 use crate::schema::{HistogramDesc, HistogramValue};
 
 /// A monotonic `u64` counter series.
@@ -16,6 +17,9 @@ use crate::schema::{HistogramDesc, HistogramValue};
 pub struct Counter {
     cells: Option<&'static ShardedCells>,
     cell: u32,
+    /// The series' exemplar slot plus one; 0 when the family declares no exemplars. (Fits in
+    /// the padding after `cell`: the handle stays 16 bytes.)
+    exemplar: u32,
 }
 
 impl Counter {
@@ -23,7 +27,44 @@ impl Counter {
         Counter {
             cells: Some(cells),
             cell,
+            exemplar: 0,
         }
+    }
+
+    /// [`new`](Self::new) for a family with exemplars: `slot` is the series' exemplar slot.
+    pub(crate) fn with_exemplar(cells: &'static ShardedCells, cell: u32, slot: u32) -> Counter {
+        Counter {
+            cells: Some(cells),
+            cell,
+            exemplar: slot + 1,
+        }
+    }
+
+    /// Adds `n` and keeps `exemplar` (value `n`) as the series' latest exemplar.
+    ///
+    /// The increment is always recorded; the result only says whether the exemplar was kept
+    /// (a family without `exemplars = true` keeps none, an invalid label set is refused, and
+    /// a writer racing another on the same series drops its own: see [`ExemplarError`]).
+    #[inline]
+    pub fn inc_by_with_exemplar(
+        self,
+        n: u64,
+        exemplar: &Exemplar<'_>,
+    ) -> Result<(), ExemplarError> {
+        self.inc_by(n);
+        match (self.cells, self.exemplar) {
+            (Some(cells), slot) if slot != 0 => {
+                cells
+                    .exemplars()
+                    .record(slot as usize - 1, exemplar, n as f64)
+            }
+            _ => Err(ExemplarError::NotDeclared),
+        }
+    }
+
+    /// Whether this series keeps exemplars (its family declares `exemplars = true`).
+    pub fn has_exemplars(self) -> bool {
+        self.exemplar != 0
     }
 
     /// Adds one.
@@ -145,6 +186,9 @@ pub struct Histogram {
     cells: Option<&'static ShardedCells>,
     desc: &'static HistogramDesc,
     base: u32,
+    /// The series' first exemplar slot plus one (one slot per classic bucket including
+    /// `+Inf`, or a single slot for a native-only family); 0 without exemplars. In padding.
+    exemplar: u32,
 }
 
 /// The layout of a no-op handle: no buckets (and no cells to write them to).
@@ -163,6 +207,7 @@ impl Default for Histogram {
             cells: None,
             desc: &NOOP_DESC,
             base: 0,
+            exemplar: 0,
         }
     }
 }
@@ -213,7 +258,71 @@ impl Histogram {
             cells: Some(cells),
             desc,
             base,
+            exemplar: 0,
         }
+    }
+
+    /// [`new`](Self::new) for a family with exemplars: `first_slot` is the series' first
+    /// exemplar slot.
+    pub(crate) fn with_exemplars(
+        cells: &'static ShardedCells,
+        desc: &'static HistogramDesc,
+        base: u32,
+        first_slot: u32,
+    ) -> Histogram {
+        Histogram {
+            exemplar: first_slot + 1,
+            ..Histogram::new(cells, desc, base)
+        }
+    }
+
+    /// Records one observation of `v` storage units, as [`observe`](Self::observe), and
+    /// keeps `exemplar` as the latest exemplar of the bucket `v` falls in (of the series, for
+    /// a native-only family). The exemplar's value is `v` in exported units (seconds for
+    /// durations), so it always lies in its bucket.
+    ///
+    /// The observation is always recorded; the result only says whether the exemplar was
+    /// kept (see [`ExemplarError`]). The observation path itself is the unchanged
+    /// [`observe`](Self::observe): the bucket is searched a second time for the slot, which
+    /// keeps the exemplar cost out of the plain path entirely.
+    #[inline]
+    pub fn observe_with_exemplar(
+        self,
+        v: u64,
+        exemplar: &Exemplar<'_>,
+    ) -> Result<(), ExemplarError> {
+        self.observe(v);
+        match (self.cells, self.exemplar) {
+            (Some(cells), first) if first != 0 => {
+                let desc = self.desc;
+                let bucket = if desc.classic {
+                    bucket_of(desc.bounds, v)
+                } else {
+                    0
+                };
+                cells.exemplars().record(
+                    first as usize - 1 + bucket,
+                    exemplar,
+                    v as f64 / desc.scale(),
+                )
+            }
+            _ => Err(ExemplarError::NotDeclared),
+        }
+    }
+
+    /// [`observe_with_exemplar`](Self::observe_with_exemplar) of a duration (saturating).
+    #[inline]
+    pub fn observe_duration_with_exemplar(
+        self,
+        d: Duration,
+        exemplar: &Exemplar<'_>,
+    ) -> Result<(), ExemplarError> {
+        self.observe_with_exemplar(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), exemplar)
+    }
+
+    /// Whether this series keeps exemplars (its family declares `exemplars = true`).
+    pub fn has_exemplars(self) -> bool {
+        self.exemplar != 0
     }
 
     /// Records one observation of `v` storage units (nanoseconds for duration histograms).

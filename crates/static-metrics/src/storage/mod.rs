@@ -4,11 +4,13 @@
 //! Nothing here allocates, locks or hashes on the hot path once a handle is resolved.
 
 pub mod cells;
+pub mod exemplar;
 pub mod handle;
 pub mod open;
 pub mod shard;
 pub mod store;
 
+pub use exemplar::{Exemplar, ExemplarError};
 pub use handle::{Counter, FloatGauge, Gauge, Histogram};
 pub use open::{OpenSet, OpenView};
 pub use store::Store;

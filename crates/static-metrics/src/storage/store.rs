@@ -38,7 +38,7 @@ impl Store {
             .collect();
         Box::leak(Box::new(Store {
             schema,
-            shards: ShardedCells::new(schema.shard_cells),
+            shards: ShardedCells::with_exemplars(schema.shard_cells, schema.exemplar_slots),
             gauges: AtomicArray::zeroed(schema.gauge_cells),
             presence: AtomicArray::zeroed(schema.series_slots.div_ceil(64)),
             created: AtomicArray::zeroed(schema.series_slots),
@@ -144,7 +144,12 @@ impl Store {
         match self.family(series) {
             Some(f) if matches!(f.kind, FamilyKind::Counter) => {
                 self.mark(f, series.index);
-                Counter::new(&self.shards, f.cell_base + series.index)
+                let cell = f.cell_base + series.index;
+                if f.exemplars_per_series == 0 {
+                    Counter::new(&self.shards, cell)
+                } else {
+                    Counter::with_exemplar(&self.shards, cell, f.exemplar_base + series.index)
+                }
             }
             _ => {
                 debug_assert!(false, "{series:?} is not a counter series");
@@ -185,11 +190,13 @@ impl Store {
             Some(f) => match &f.kind {
                 FamilyKind::Histogram(desc) => {
                     self.mark(f, series.index);
-                    Histogram::new(
-                        &self.shards,
-                        desc,
-                        f.cell_base + series.index * f.cells_per_series,
-                    )
+                    let base = f.cell_base + series.index * f.cells_per_series;
+                    if f.exemplars_per_series == 0 {
+                        Histogram::new(&self.shards, desc, base)
+                    } else {
+                        let first = f.exemplar_base + series.index * f.exemplars_per_series;
+                        Histogram::with_exemplars(&self.shards, desc, base, first)
+                    }
                 }
                 _ => {
                     debug_assert!(false, "{series:?} is not a histogram series");

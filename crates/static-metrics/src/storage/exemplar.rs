@@ -1,0 +1,551 @@
+//! Exemplars: one "latest wins" slot per counter series and per histogram bucket of the
+//! families that declare `exemplars = true`, written and read without a lock.
+//!
+//! # The slot protocol (a sequence lock with a try-lock writer)
+//!
+//! A slot is [`SLOT_WORDS`] atomic words: a sequence word, the value's bits, the timestamp,
+//! the label encoding's length, then the label bytes packed eight to a word. The sequence is
+//! even while the slot is stable (0: never written) and odd while a writer fills it.
+//!
+//! - **Writer**: loads the sequence `s`; if it is odd another writer is filling the slot and
+//!   this exemplar is dropped ([`ExemplarError::Contended`]). Otherwise a CAS `s → s + 1`
+//!   claims the slot (a lost CAS also drops the exemplar), a release fence orders the claim
+//!   before the data, the data words are stored (relaxed), and a release store of `s + 2`
+//!   publishes them. Dropping on contention is what "latest wins" allows: two exemplars
+//!   racing for one bucket at the same instant are equally recent, and keeping either one is
+//!   correct. It also means a writer never waits: no spinning, no lock on the hot path.
+//! - **Reader** (a scrape): an acquire load of the sequence; an odd or zero one is skipped;
+//!   then the data words (relaxed), an acquire fence, and the sequence again. Equal and even:
+//!   the copy is exactly one writer's exemplar (if a data load had seen a later writer's
+//!   store, the fence would make that writer's claim visible and the second load would
+//!   differ). Otherwise the reader retries, at most [`READ_ATTEMPTS`] times, and then leaves
+//!   the exemplar out of this scrape: it is being replaced right now, and the next scrape
+//!   shows the newer one. A torn exemplar is never exported.
+//!
+//! Every data word is an atomic, so there is no data race in the Rust sense and the
+//! protocol can be model-checked (`loom-models/tests/exemplar_slot.rs`).
+//!
+//! # Costs
+//!
+//! Families without exemplars have no slots (`exemplars_per_series` is 0) and their handles
+//! never look at them: the `exemplar` index of a handle sits in padding the handle already
+//! had, so handles keep their size. A slot is [`SLOT_WORDS`] × 8 = 288 bytes, allocated with
+//! the store as zero pages (resident only once written). Recording one exemplar is a CAS, a
+//! few dozen relaxed stores into one slot and a release store: no allocation, no syscall.
+//!
+//! The timestamp is optional and not taken by default: reading the wall clock cost more than
+//! the whole observation on the machines measured (see BENCHMARKS.md), and OpenMetrics and
+//! Prometheus use the scrape's time for an exemplar without one. Call [`Exemplar::now`] or
+//! [`Exemplar::at_unix_nanos`] to stamp one.
+
+use std::fmt;
+use std::sync::atomic::{fence, AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::cells::AtomicArray;
+use crate::format::escape::is_valid_label_name;
+
+/// The OpenMetrics limit on an exemplar's label set: names and values together, in UTF-8
+/// characters (code points).
+pub const MAX_EXEMPLAR_CHARS: usize = 128;
+
+/// Inline capacity of a slot's label encoding, in bytes: each pair costs its name, its value
+/// and two length bytes. 128 ASCII characters in up to 64 pairs always fit; labels of
+/// multi-byte characters may hit this before [`MAX_EXEMPLAR_CHARS`].
+pub const MAX_EXEMPLAR_BYTES: usize = 256;
+
+const DATA_WORDS: usize = MAX_EXEMPLAR_BYTES / 8;
+const SEQ: usize = 0;
+const VALUE: usize = 1;
+const TIMESTAMP: usize = 2;
+const LEN: usize = 3;
+const DATA: usize = 4;
+
+/// Words per slot: sequence, value bits, timestamp (Unix nanoseconds, 0: none), encoded
+/// label length, label bytes.
+pub const SLOT_WORDS: usize = DATA + DATA_WORDS;
+
+/// How often a scrape retries a slot that changed under it before leaving it out.
+pub const READ_ATTEMPTS: usize = 4;
+
+/// An exemplar to attach to one observation: a small label set (typically the trace and span
+/// id of the request observed) and, optionally, when it happened.
+///
+/// The exemplar's value is always the observation itself (the counter increment, the
+/// histogram value in exported units), so a histogram exemplar always lies in its bucket.
+///
+/// ```
+/// use static_metrics::storage::Exemplar;
+/// let e = Exemplar::trace("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+/// assert!(e.validate().is_ok());
+/// let pairs = [("trace_id", "abc"), ("tenant", "x")];
+/// assert!(Exemplar::labels(&pairs).at_unix_nanos(1_700_000_000_000_000_000).validate().is_ok());
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Exemplar<'a> {
+    labels: Labels<'a>,
+    timestamp: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Labels<'a> {
+    Trace {
+        trace_id: &'a str,
+        span_id: Option<&'a str>,
+    },
+    Pairs(&'a [(&'a str, &'a str)]),
+}
+
+impl<'a> Exemplar<'a> {
+    /// `{trace_id="…",span_id="…"}`, the label names OpenTelemetry and Grafana use.
+    pub fn trace(trace_id: &'a str, span_id: &'a str) -> Exemplar<'a> {
+        Exemplar {
+            labels: Labels::Trace {
+                trace_id,
+                span_id: Some(span_id),
+            },
+            timestamp: 0,
+        }
+    }
+
+    /// `{trace_id="…"}` alone.
+    pub fn trace_id(trace_id: &'a str) -> Exemplar<'a> {
+        Exemplar {
+            labels: Labels::Trace {
+                trace_id,
+                span_id: None,
+            },
+            timestamp: 0,
+        }
+    }
+
+    /// Arbitrary label pairs `(name, value)`: names must be legacy label names
+    /// (`[a-zA-Z_][a-zA-Z0-9_]*`), values any UTF-8 (escaped on the way out).
+    pub fn labels(pairs: &'a [(&'a str, &'a str)]) -> Exemplar<'a> {
+        Exemplar {
+            labels: Labels::Pairs(pairs),
+            timestamp: 0,
+        }
+    }
+
+    /// Stamps the exemplar with a time in nanoseconds since the Unix epoch (0: none).
+    pub fn at_unix_nanos(mut self, unix_nanos: u64) -> Exemplar<'a> {
+        self.timestamp = unix_nanos;
+        self
+    }
+
+    /// Stamps the exemplar with `time` (a time before the epoch means none).
+    pub fn at(self, time: SystemTime) -> Exemplar<'a> {
+        let nanos = time
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        self.at_unix_nanos(nanos)
+    }
+
+    /// Stamps the exemplar with the current wall-clock time (a clock read: see the module
+    /// documentation for why this is not the default).
+    pub fn now(self) -> Exemplar<'a> {
+        self.at(SystemTime::now())
+    }
+
+    /// The timestamp in Unix nanoseconds, 0 when none was given.
+    pub fn timestamp(&self) -> u64 {
+        self.timestamp
+    }
+
+    fn for_each_pair(
+        &self,
+        mut f: impl FnMut(&'a str, &'a str) -> Result<(), ExemplarError>,
+    ) -> Result<(), ExemplarError> {
+        match self.labels {
+            Labels::Trace { trace_id, span_id } => {
+                f("trace_id", trace_id)?;
+                if let Some(span) = span_id {
+                    f("span_id", span)?;
+                }
+                Ok(())
+            }
+            Labels::Pairs(pairs) => pairs.iter().try_for_each(|&(n, v)| f(n, v)),
+        }
+    }
+
+    /// Checks the label set against the OpenMetrics rules and the slot capacity without
+    /// recording anything; recording checks the same.
+    pub fn validate(&self) -> Result<(), ExemplarError> {
+        let mut buf = [0u8; MAX_EXEMPLAR_BYTES];
+        self.encode(&mut buf).map(|_| ())
+    }
+
+    /// Writes the pairs as `name_len name value_len value …` into `buf`; the length used.
+    ///
+    /// Performance tip: this is most of an exemplar's cost, so the common case is kept
+    /// short: the names of [`Exemplar::trace`] are known valid and distinct (no checks), and
+    /// characters are only counted when the bytes exceed the budget (a character is at least
+    /// a byte, so at most 128 bytes are at most 128 characters).
+    fn encode(&self, buf: &mut [u8; MAX_EXEMPLAR_BYTES]) -> Result<usize, ExemplarError> {
+        let checked = matches!(self.labels, Labels::Pairs(_));
+        let (mut len, mut text_bytes) = (0usize, 0usize);
+        let mut names: [&'a str; 8] = [""; 8];
+        let mut named = 0usize;
+        self.for_each_pair(|name, value| {
+            if checked {
+                if !is_valid_label_name(name) {
+                    return Err(ExemplarError::InvalidLabelName);
+                }
+                // Duplicate names would make an invalid label set; a short list is checked
+                // exactly, longer ones only against their first eight names (cheap, and a
+                // caller with that many pairs is writing them by hand).
+                if names[..named.min(8)].contains(&name) {
+                    return Err(ExemplarError::DuplicateLabelName);
+                }
+                if named < 8 {
+                    names[named] = name;
+                }
+                named += 1;
+            }
+            let need = 2 + name.len() + value.len();
+            if len + need > MAX_EXEMPLAR_BYTES {
+                // Report the character budget first when that is what is exceeded.
+                return Err(if self.chars() > MAX_EXEMPLAR_CHARS {
+                    ExemplarError::TooLong
+                } else {
+                    ExemplarError::TooManyBytes
+                });
+            }
+            text_bytes += name.len() + value.len();
+            buf[len] = name.len() as u8;
+            buf[len + 1..len + 1 + name.len()].copy_from_slice(name.as_bytes());
+            let at = len + 1 + name.len();
+            buf[at] = value.len() as u8;
+            buf[at + 1..at + 1 + value.len()].copy_from_slice(value.as_bytes());
+            len += need;
+            Ok(())
+        })?;
+        if text_bytes > MAX_EXEMPLAR_CHARS && self.chars() > MAX_EXEMPLAR_CHARS {
+            return Err(ExemplarError::TooLong);
+        }
+        Ok(len)
+    }
+
+    /// Characters of every name and value (names are ASCII once validated).
+    #[cold]
+    fn chars(&self) -> usize {
+        let mut chars = 0usize;
+        let _ = self.for_each_pair(|name, value| {
+            chars += name.chars().count() + value.chars().count();
+            Ok(())
+        });
+        chars
+    }
+}
+
+/// Why an exemplar was not kept. The observation it came with is always recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExemplarError {
+    /// Names and values together exceed [`MAX_EXEMPLAR_CHARS`] characters.
+    TooLong,
+    /// The label encoding exceeds the slot's [`MAX_EXEMPLAR_BYTES`] bytes (multi-byte text).
+    TooManyBytes,
+    /// A label name is not `[a-zA-Z_][a-zA-Z0-9_]*`.
+    InvalidLabelName,
+    /// A label name appears twice.
+    DuplicateLabelName,
+    /// Another thread was writing this bucket's exemplar at the same instant; its exemplar is
+    /// kept (equally recent: "latest wins" allows either). Not a fault.
+    Contended,
+    /// The family does not declare `exemplars = true` (or the handle is a no-op).
+    NotDeclared,
+}
+
+impl fmt::Display for ExemplarError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ExemplarError::TooLong => "exemplar labels exceed 128 characters",
+            ExemplarError::TooManyBytes => "exemplar labels exceed the 256-byte slot",
+            ExemplarError::InvalidLabelName => "exemplar label name is not [a-zA-Z_][a-zA-Z0-9_]*",
+            ExemplarError::DuplicateLabelName => "exemplar label name appears twice",
+            ExemplarError::Contended => "another exemplar was being written to the same slot",
+            ExemplarError::NotDeclared => "the family does not declare exemplars",
+        })
+    }
+}
+
+impl std::error::Error for ExemplarError {}
+
+/// Every exemplar slot of one store.
+pub struct ExemplarSlots {
+    words: AtomicArray,
+    slots: usize,
+}
+
+impl ExemplarSlots {
+    /// `slots` empty slots.
+    pub fn new(slots: usize) -> ExemplarSlots {
+        ExemplarSlots {
+            words: AtomicArray::zeroed(slots * SLOT_WORDS),
+            slots,
+        }
+    }
+
+    /// Number of slots.
+    pub fn len(&self) -> usize {
+        self.slots
+    }
+
+    /// Whether there are no slots.
+    pub fn is_empty(&self) -> bool {
+        self.slots == 0
+    }
+
+    #[inline]
+    fn slot(&self, slot: usize) -> &[AtomicU64] {
+        &self.words.as_slice()[slot * SLOT_WORDS..(slot + 1) * SLOT_WORDS]
+    }
+
+    /// Records `exemplar` with `value` in `slot` (latest wins; see the module docs).
+    pub fn record(
+        &self,
+        slot: usize,
+        exemplar: &Exemplar<'_>,
+        value: f64,
+    ) -> Result<(), ExemplarError> {
+        if slot >= self.slots {
+            return Err(ExemplarError::NotDeclared);
+        }
+        let mut buf = [0u8; MAX_EXEMPLAR_BYTES];
+        let len = exemplar.encode(&mut buf)?;
+        let w = self.slot(slot);
+        let s = w[SEQ].load(Ordering::Relaxed);
+        if s & 1 == 1
+            || w[SEQ]
+                .compare_exchange(s, s.wrapping_add(1), Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+        {
+            return Err(ExemplarError::Contended);
+        }
+        // Orders the claim (odd sequence) before every data store: a reader whose loads see
+        // any of them sees the odd sequence after its acquire fence.
+        fence(Ordering::Release);
+        w[VALUE].store(value.to_bits(), Ordering::Relaxed);
+        w[TIMESTAMP].store(exemplar.timestamp, Ordering::Relaxed);
+        w[LEN].store(len as u64, Ordering::Relaxed);
+        // Whole words straight from the zeroed buffer (bytes past `len` are 0): fixed 8-byte
+        // loads, no per-chunk copy.
+        for (i, cell) in w[DATA..DATA + len.div_ceil(8)].iter().enumerate() {
+            let word: [u8; 8] = buf[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]);
+            cell.store(u64::from_le_bytes(word), Ordering::Relaxed);
+        }
+        // Sequence 0 means "never written"; skip it if the sequence ever wraps.
+        let next = match s.wrapping_add(2) {
+            0 => 2,
+            n => n,
+        };
+        w[SEQ].store(next, Ordering::Release);
+        Ok(())
+    }
+
+    /// Copies a consistent exemplar of `slot` into `out` (its label encoding appended to
+    /// `labels`); `None` if the slot is empty, out of range, or kept changing under the reader.
+    pub fn read(&self, slot: usize, labels: &mut Vec<u8>) -> Option<StoredExemplar> {
+        if slot >= self.slots {
+            return None;
+        }
+        let w = self.slot(slot);
+        let mut data = [0u64; DATA_WORDS];
+        for _ in 0..READ_ATTEMPTS {
+            let s1 = w[SEQ].load(Ordering::Acquire);
+            if s1 == 0 {
+                return None;
+            }
+            if s1 & 1 == 0 {
+                let value = w[VALUE].load(Ordering::Relaxed);
+                let timestamp = w[TIMESTAMP].load(Ordering::Relaxed);
+                // Clamped: a length read while a writer changes it is discarded below, but it
+                // must not send the copy out of the slot first.
+                let len = (w[LEN].load(Ordering::Relaxed) as usize).min(MAX_EXEMPLAR_BYTES);
+                let words = len.div_ceil(8);
+                for (d, c) in data[..words].iter_mut().zip(&w[DATA..DATA + words]) {
+                    *d = c.load(Ordering::Relaxed);
+                }
+                fence(Ordering::Acquire);
+                if w[SEQ].load(Ordering::Relaxed) == s1 {
+                    // Room for a whole slot whatever this one holds: the buffer grows only
+                    // when the set of exemplars does (a bucket's first exemplar), not with
+                    // the lengths of the labels that replace each other.
+                    labels.reserve(MAX_EXEMPLAR_BYTES);
+                    let start = labels.len();
+                    for d in &data[..words] {
+                        labels.extend_from_slice(&d.to_le_bytes());
+                    }
+                    labels.truncate(start + len);
+                    return Some(StoredExemplar {
+                        value: f64::from_bits(value),
+                        timestamp,
+                        start: start as u32,
+                        len: len as u16,
+                    });
+                }
+            }
+            std::hint::spin_loop();
+        }
+        None
+    }
+}
+
+/// One exemplar as a scrape copied it: the value, the timestamp (0: none) and where its label
+/// encoding lies in the snapshot's label bytes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StoredExemplar {
+    /// The observed value (exported units).
+    pub value: f64,
+    /// Unix nanoseconds, 0 when none was recorded.
+    pub timestamp: u64,
+    start: u32,
+    len: u16,
+}
+
+impl StoredExemplar {
+    /// The label pairs `(name, value)`, from the label bytes of the snapshot holding it.
+    ///
+    /// The bytes were validated when recorded and copied consistently; a pair that does not
+    /// decode (which would be a bug) ends the iteration instead of panicking.
+    pub fn pairs<'b>(&self, bytes: &'b [u8]) -> ExemplarPairs<'b> {
+        let start = self.start as usize;
+        ExemplarPairs {
+            rest: bytes
+                .get(start..start + self.len as usize)
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// The label pairs of a [`StoredExemplar`].
+pub struct ExemplarPairs<'b> {
+    rest: &'b [u8],
+}
+
+impl<'b> Iterator for ExemplarPairs<'b> {
+    type Item = (&'b str, &'b str);
+
+    fn next(&mut self) -> Option<(&'b str, &'b str)> {
+        let take = |rest: &mut &'b [u8]| -> Option<&'b str> {
+            let (&n, tail) = rest.split_first()?;
+            let s = tail.get(..n as usize)?;
+            *rest = &tail[n as usize..];
+            std::str::from_utf8(s).ok()
+        };
+        let mut rest = self.rest;
+        let pair = take(&mut rest).and_then(|n| Some((n, take(&mut rest)?)));
+        self.rest = if pair.is_some() { rest } else { &[] };
+        pair
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A slot read back: label pairs, value, timestamp.
+    type ReadBack = (Vec<(String, String)>, f64, u64);
+
+    fn pairs(slots: &ExemplarSlots, slot: usize) -> Option<ReadBack> {
+        let mut bytes = Vec::new();
+        let e = slots.read(slot, &mut bytes)?;
+        let p = e
+            .pairs(&bytes)
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        Some((p, e.value, e.timestamp))
+    }
+
+    #[test]
+    fn latest_exemplar_wins_and_empty_slots_read_as_none() {
+        let slots = ExemplarSlots::new(3);
+        assert_eq!(pairs(&slots, 0), None);
+        slots.record(1, &Exemplar::trace("t1", "s1"), 1.5).unwrap();
+        slots
+            .record(1, &Exemplar::trace_id("t2").at_unix_nanos(7), 2.5)
+            .unwrap();
+        assert_eq!(
+            pairs(&slots, 1),
+            Some((vec![("trace_id".into(), "t2".into())], 2.5, 7))
+        );
+        assert_eq!(pairs(&slots, 0), None);
+        assert_eq!(pairs(&slots, 3), None);
+        assert_eq!(
+            slots.record(3, &Exemplar::trace_id("x"), 1.0),
+            Err(ExemplarError::NotDeclared)
+        );
+    }
+
+    #[test]
+    fn label_budget_is_128_characters_and_256_bytes() {
+        let slots = ExemplarSlots::new(1);
+        // 8 + 120 = 128 characters: accepted.
+        let v = "a".repeat(120);
+        slots.record(0, &Exemplar::trace_id(&v), 1.0).unwrap();
+        let v = "a".repeat(121);
+        assert_eq!(
+            slots.record(0, &Exemplar::trace_id(&v), 1.0),
+            Err(ExemplarError::TooLong)
+        );
+        // 100 four-byte characters: 108 characters but 410 bytes.
+        let v = "😀".repeat(100);
+        assert_eq!(
+            slots.record(0, &Exemplar::trace_id(&v), 1.0),
+            Err(ExemplarError::TooManyBytes)
+        );
+        // The rejected ones left the accepted exemplar in place.
+        assert_eq!(pairs(&slots, 0).unwrap().0[0].1.len(), 120);
+        // A value of 120 multi-byte characters counts as 120, not as its bytes.
+        let v = "é".repeat(120);
+        slots.record(0, &Exemplar::trace_id(&v), 1.0).unwrap();
+        assert_eq!(pairs(&slots, 0).unwrap().0[0].1, v);
+    }
+
+    #[test]
+    fn bad_names_are_rejected_and_any_value_round_trips() {
+        let slots = ExemplarSlots::new(1);
+        for bad in ["", "1a", "a-b", "a b", "é"] {
+            let p = [(bad, "v")];
+            assert_eq!(
+                slots.record(0, &Exemplar::labels(&p), 1.0),
+                Err(ExemplarError::InvalidLabelName),
+                "{bad:?}"
+            );
+        }
+        let dup = [("a", "1"), ("a", "2")];
+        assert_eq!(
+            slots.record(0, &Exemplar::labels(&dup), 1.0),
+            Err(ExemplarError::DuplicateLabelName)
+        );
+        let p = [("a", "q\"\\\n\0\r\t}#"), ("b", "")];
+        slots.record(0, &Exemplar::labels(&p), -0.0).unwrap();
+        let (got, value, _) = pairs(&slots, 0).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                ("a".to_string(), "q\"\\\n\0\r\t}#".to_string()),
+                ("b".to_string(), String::new())
+            ]
+        );
+        assert_eq!(value.to_bits(), (-0.0f64).to_bits());
+    }
+
+    #[test]
+    fn a_slot_being_written_is_skipped_and_contended_writers_drop() {
+        let slots = ExemplarSlots::new(1);
+        slots.record(0, &Exemplar::trace_id("old"), 1.0).unwrap();
+        // Simulate a writer holding the slot (odd sequence).
+        let w = slots.slot(0);
+        let s = w[SEQ].load(Ordering::Relaxed);
+        w[SEQ].store(s + 1, Ordering::Relaxed);
+        assert_eq!(pairs(&slots, 0), None);
+        assert_eq!(
+            slots.record(0, &Exemplar::trace_id("new"), 2.0),
+            Err(ExemplarError::Contended)
+        );
+        w[SEQ].store(s, Ordering::Relaxed);
+        assert_eq!(pairs(&slots, 0).unwrap().0[0].1, "old");
+    }
+}
