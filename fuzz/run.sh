@@ -16,7 +16,7 @@ seconds=${1:-600}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(redis_command label_admission exposition_roundtrip http_headers manifest)
+  targets=(redis_command label_admission exposition_roundtrip http_headers manifest protobuf_roundtrip)
 fi
 
 export RUSTC_BOOTSTRAP=1
