@@ -76,7 +76,9 @@ enum Domain {
 /// Reads a schema from the input. Everything it builds is leaked (a store needs `'static`).
 fn read_schema(input: &mut Input<'_>) -> (&'static Schema, Vec<String>, Vec<Domain>) {
     let const_count = usize::from(input.byte() % 3);
-    let const_values: Vec<String> = (0..const_count).map(|_| input.text().into_owned()).collect();
+    let const_values: Vec<String> = (0..const_count)
+        .map(|_| input.text().into_owned())
+        .collect();
 
     let mut domains = Vec::new();
     let mut descs = Vec::new();
@@ -87,7 +89,10 @@ fn read_schema(input: &mut Input<'_>) -> (&'static Schema, Vec<String>, Vec<Doma
             let values: Vec<String> = (0..1 + input.byte() % 3)
                 .map(|_| input.text().into_owned())
                 .collect();
-            let fragments = values.iter().map(|v| leak_str(fragment(label, v))).collect();
+            let fragments = values
+                .iter()
+                .map(|v| leak_str(fragment(label, v)))
+                .collect();
             descs.push(DomainDesc {
                 id,
                 labels: leak(vec![label]),
@@ -388,7 +393,11 @@ fn observed_value(input: &mut Input<'_>, desc: &HistogramDesc) -> u64 {
         0 => input.u64(),
         1 => u64::from(input.byte()),
         2 => {
-            let b = desc.bounds.get(usize::from(input.byte())).copied().unwrap_or(0);
+            let b = desc
+                .bounds
+                .get(usize::from(input.byte()))
+                .copied()
+                .unwrap_or(0);
             match input.byte() % 3 {
                 0 => b,
                 1 => b.saturating_add(1),
@@ -528,7 +537,9 @@ fn observe(entry: &mut Entry, input: &mut Input<'_>) {
                     continue;
                 }
                 let m = entry.series.entry((f, index)).or_insert(Model::Gauge(0));
-                let Model::Gauge(bits) = m else { unreachable!() };
+                let Model::Gauge(bits) = m else {
+                    unreachable!()
+                };
                 match kind {
                     GaugeValue::Integer => {
                         let g = registry.gauge(series);
@@ -584,20 +595,27 @@ fn observe(entry: &mut Entry, input: &mut Input<'_>) {
                             v.max(0) as u64
                         }
                         _ => {
-                            let d = std::time::Duration::new(input.u64(), input.u32() % 1_000_000_000);
+                            let d =
+                                std::time::Duration::new(input.u64(), input.u32() % 1_000_000_000);
                             h.observe_duration(d);
                             u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
                         }
                     };
                     if desc.classic {
-                        let b = desc.bounds.iter().position(|&b| v <= b).unwrap_or(desc.bounds.len());
+                        let b = desc
+                            .bounds
+                            .iter()
+                            .position(|&b| v <= b)
+                            .unwrap_or(desc.bounds.len());
                         classic[b] += 1;
                     }
                     if let Some(n) = &desc.native {
                         if v <= n.zero_threshold_units {
                             *zero += 1;
                         } else {
-                            *native.entry(reference_key(n.schema, v as f64 * n.unit)).or_insert(0) += 1;
+                            *native
+                                .entry(reference_key(n.schema, v as f64 * n.unit))
+                                .or_insert(0) += 1;
                         }
                     }
                     *sum += u128::from(v);
@@ -689,14 +707,24 @@ fn verify(entry: &Entry, created: bool) {
             .next()
             .unwrap_or_else(|| panic!("{} is missing", family.name));
         assert_eq!(got.name.as_deref(), Some(family.name));
-        assert_eq!(got.help.as_deref(), Some(family.help), "{}: HELP", family.name);
+        assert_eq!(
+            got.help.as_deref(),
+            Some(family.help),
+            "{}: HELP",
+            family.name
+        );
         let kind = match family.kind {
             FamilyKind::Counter => 0,
             FamilyKind::Gauge(_) => 1,
             FamilyKind::Histogram(_) => 4,
         };
         assert_eq!(got.r#type, Some(kind), "{}: type", family.name);
-        assert_eq!(got.metric.len(), snap.series.len(), "{}: metrics", family.name);
+        assert_eq!(
+            got.metric.len(),
+            snap.series.len(),
+            "{}: metrics",
+            family.name
+        );
         let per = family.cells_per_series as usize;
         for ((metric, &index), values) in got
             .metric
@@ -715,14 +743,21 @@ fn verify(entry: &Entry, created: bool) {
                     )
                 })
                 .collect();
-            assert_eq!(labels, expected_labels(entry, family, index), "{what}: labels");
+            assert_eq!(
+                labels,
+                expected_labels(entry, family, index),
+                "{what}: labels"
+            );
             let model = &entry.series[&(f, index)];
             let created_at = registry.store().created_at(family, index);
             match &family.kind {
                 FamilyKind::Counter => {
                     assert_eq!(model, &Model::Counter(values[0]), "{what}: stored");
                     let c = metric.counter.as_ref().expect("a counter");
-                    assert_eq!(c.value.map(f64::to_bits), Some((values[0] as f64).to_bits()));
+                    assert_eq!(
+                        c.value.map(f64::to_bits),
+                        Some((values[0] as f64).to_bits())
+                    );
                     let ts = c.created_timestamp.as_ref().map(timestamp_nanos);
                     assert_eq!(ts, created.then_some(created_at), "{what}: created");
                     assert!(metric.gauge.is_none() && metric.histogram.is_none());
@@ -773,7 +808,10 @@ fn check_histogram(
     assert_eq!(&stored, native, "{what}: native cells");
     assert_eq!(h.sum(), *sum, "{what}: sum");
 
-    let total: u64 = classic.iter().sum::<u64>().max(*zero + native.values().sum::<u64>());
+    let total: u64 = classic
+        .iter()
+        .sum::<u64>()
+        .max(*zero + native.values().sum::<u64>());
     assert_eq!(ph.sample_count, Some(total), "{what}: count");
     let expected_sum = match desc.value {
         HistogramValue::Integer => *sum as f64,
@@ -785,7 +823,11 @@ fn check_histogram(
         "{what}: sum"
     );
     if desc.classic {
-        assert_eq!(ph.bucket.len(), desc.bounds.len(), "{what}: classic buckets");
+        assert_eq!(
+            ph.bucket.len(),
+            desc.bounds.len(),
+            "{what}: classic buckets"
+        );
         let mut cumulative = 0;
         for ((b, &bound), &c) in ph.bucket.iter().zip(desc.bounds).zip(classic) {
             cumulative += c;
@@ -796,13 +838,23 @@ fn check_histogram(
                 "{what}: upper bound"
             );
         }
-        assert_eq!(classic.iter().sum::<u64>(), total, "{what}: +Inf bucket is the count");
+        assert_eq!(
+            classic.iter().sum::<u64>(),
+            total,
+            "{what}: +Inf bucket is the count"
+        );
     } else {
-        assert!(ph.bucket.is_empty(), "{what}: classic buckets of a native-only family");
+        assert!(
+            ph.bucket.is_empty(),
+            "{what}: classic buckets of a native-only family"
+        );
     }
     match &desc.native {
         None => {
-            assert!(!proto::is_native(ph), "{what}: native fields without native buckets");
+            assert!(
+                !proto::is_native(ph),
+                "{what}: native fields without native buckets"
+            );
             assert_eq!(ph.schema, None);
         }
         Some(n) => {

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::cells::ShardedCells;
+use super::native::NativeTable;
 use crate::schema::{HistogramDesc, HistogramValue};
 
 /// A monotonic `u64` counter series.
@@ -145,6 +146,8 @@ pub struct Histogram {
     cells: Option<&'static ShardedCells>,
     desc: &'static HistogramDesc,
     base: u32,
+    /// The cell lookup of the native buckets, if the family has them (see `native.rs`).
+    native: Option<&'static NativeTable>,
 }
 
 /// The layout of a no-op handle: no buckets (and no cells to write them to).
@@ -163,6 +166,7 @@ impl Default for Histogram {
             cells: None,
             desc: &NOOP_DESC,
             base: 0,
+            native: None,
         }
     }
 }
@@ -208,11 +212,14 @@ impl Histogram {
         cells: &'static ShardedCells,
         desc: &'static HistogramDesc,
         base: u32,
+        native: Option<&'static NativeTable>,
     ) -> Histogram {
+        debug_assert_eq!(desc.native.is_some(), native.is_some());
         Histogram {
             cells: Some(cells),
             desc,
             base,
+            native,
         }
     }
 
@@ -226,11 +233,11 @@ impl Histogram {
             let desc = self.desc;
             let base = self.base as usize;
             let sum = base + desc.sum_offset();
-            match &desc.native {
+            match self.native {
                 // Upper-inclusive buckets: the first bound >= v; past the last bound is `+Inf`.
                 None => cells.observe(base + bucket_of(desc.bounds, v), sum, v),
                 Some(native) => {
-                    let cell = base + desc.native_offset() + native.cell_of(v, bucket_of);
+                    let cell = base + desc.native_offset() + native.cell(v, bucket_of);
                     if desc.classic {
                         let bucket = base + bucket_of(desc.bounds, v);
                         cells.observe2(bucket, cell, sum, v);

@@ -5,6 +5,7 @@
 
 pub mod cells;
 pub mod handle;
+pub mod native;
 pub mod open;
 pub mod shard;
 pub mod store;

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::cells::{AtomicArray, ShardedCells};
 use super::handle::{Counter, FloatGauge, Gauge, Histogram};
+use super::native::NativeTable;
 use super::open::OpenSet;
 use crate::schema::{DomainId, DomainKind, FamilyDesc, FamilyKind, GaugeValue, Schema, Series};
 
@@ -23,6 +24,8 @@ pub struct Store {
     /// timestamp (`_created`, `created_timestamp`) of counters and histograms.
     created: AtomicArray,
     open: Box<[Option<OpenSet>]>,
+    /// The native-bucket lookup of each family with native buckets, by family index.
+    native: Box<[Option<&'static NativeTable>]>,
 }
 
 impl Store {
@@ -43,6 +46,7 @@ impl Store {
             presence: AtomicArray::zeroed(schema.series_slots.div_ceil(64)),
             created: AtomicArray::zeroed(schema.series_slots),
             open,
+            native: super::native::tables(schema),
         }))
     }
 
@@ -189,6 +193,7 @@ impl Store {
                         &self.shards,
                         desc,
                         f.cell_base + series.index * f.cells_per_series,
+                        self.native[series.family.0 as usize],
                     )
                 }
                 _ => {
