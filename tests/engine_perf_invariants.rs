@@ -385,17 +385,19 @@ fn steady_state_protobuf_encoding_with_start_timestamps_allocates_nothing() {
         created_timestamps: true,
     };
     let mut buf = Vec::new();
-    let mut sizes = Vec::with_capacity(8);
+    let mut sizes = Vec::with_capacity(16);
     for filtered in [false, true] {
         let keep = |name: &str| !filtered || name.starts_with("elastickv_redis");
         for _ in 0..2 {
             buf.clear();
-            r.encode_with(Format::Protobuf, options, keep, &mut buf);
+            r.metrics()
+                .encode_with(Format::Protobuf, options, keep, &mut buf);
         }
         let n = count_allocations(|| {
             for _ in 0..5 {
                 buf.clear();
-                r.encode_with(Format::Protobuf, options, keep, &mut buf);
+                r.metrics()
+                    .encode_with(Format::Protobuf, options, keep, &mut buf);
                 sizes.push(buf.len());
             }
         });
