@@ -272,6 +272,10 @@ impl Encoder {
         let Some(schema) = snapshot.schema() else {
             return;
         };
+        // Every series carries the same constant labels: unescaped and encoded once here,
+        // copied after each series' own labels.
+        self.const_pairs.clear();
+        put_label_pairs(&mut self.const_pairs, const_labels.as_bytes());
         for (i, family) in schema.families.iter().enumerate() {
             let Some(snap) = snapshot.family(i) else {
                 continue;
@@ -301,7 +305,7 @@ impl Encoder {
                     family,
                     &self.divisors,
                     series,
-                    const_labels,
+                    "",
                     &mut self.labels,
                 ) {
                     continue;
@@ -309,6 +313,7 @@ impl Encoder {
                 wrote = true;
                 let metric = open(out, Some(FAMILY_METRIC));
                 put_label_pairs(out, &self.labels);
+                out.extend_from_slice(&self.const_pairs);
                 let created = created.map(|f| f(family, series)).filter(|&t| t != 0);
                 match &family.kind {
                     FamilyKind::Counter => {

@@ -24,6 +24,8 @@ pub struct Encoder {
     pub(super) labels: Vec<u8>,
     /// Per-family: a [`Divisor`] for each label's mixed-radix stride.
     pub(super) divisors: Vec<Divisor>,
+    /// Per-scrape (protobuf): the constant labels as `LabelPair` messages, encoded once.
+    pub(super) const_pairs: Vec<u8>,
 }
 
 impl Encoder {
