@@ -31,7 +31,7 @@ for target in "${targets[@]}"; do
   case "$target" in
     # Their registries are never freed (by design), so LeakSanitizer's check after every input
     # that allocated for good would rescan gigabytes; see fuzz/checks/shared.rs.
-    redis_command | label_admission | exposition_roundtrip)
+    redis_command | label_admission | exposition_roundtrip | protobuf_roundtrip)
       flags+=(-detect_leaks=0 -rss_limit_mb=4096) ;;
   esac
   if [ -f "dict/$target.dict" ]; then

@@ -276,7 +276,7 @@ fn read_histogram(input: &mut Input<'_>, value: HistogramValue) -> HistogramDesc
             let min_key = key(zero_units.saturating_add(1));
             let max_key = key(u64::MAX);
             let keys = (i64::from(max_key) - i64::from(min_key) + 1).max(1) as u32;
-            if keys + 1 <= MAX_NATIVE_CELLS || schema == -4 {
+            if keys < MAX_NATIVE_CELLS || schema == -4 {
                 break Some(NativeDesc {
                     schema,
                     zero_threshold,

@@ -279,7 +279,7 @@ mod tests {
         }
         for k in n.min_key - 1..=n.min_key + n.keys as i32 {
             let x = bound(n.schema, k) / n.unit;
-            if x.is_finite() && x >= 0.0 && x < 1.9e19 {
+            if (0.0..1.9e19).contains(&x) {
                 let v = x as u64;
                 for d in 0..3 {
                     values.push(v.saturating_add(d));
