@@ -144,13 +144,54 @@ fn close(out: &mut Vec<u8>, at: usize) {
     }
 }
 
+/// The first position of `a` or `b` in `s`: eight bytes at a time (the zero-byte test of
+/// Mycroft's "haszero" on the XOR with each needle; a borrow can only flag bytes after the
+/// first real match, so the lowest flagged byte is exact).
+#[inline]
+fn find2(s: &[u8], a: u8, b: u8) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let (ma, mb) = (LO * u64::from(a), LO * u64::from(b));
+    let mut chunks = s.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        let (xa, xb) = (w ^ ma, w ^ mb);
+        let hit = ((xa.wrapping_sub(LO) & !xa) | (xb.wrapping_sub(LO) & !xb)) & HI;
+        if hit != 0 {
+            return Some(at + (hit.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&c| c == a || c == b)
+        .map(|p| at + p)
+}
+
+/// One `LabelPair` whose value needs no unescaping, its length written up front.
+#[inline]
+fn put_pair(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    let body = 2
+        + varint_len(name.len() as u64)
+        + name.len()
+        + varint_len(value.len() as u64)
+        + value.len();
+    out.reserve(body + 6);
+    put_tag(out, METRIC_LABEL, LEN);
+    put_varint(out, body as u64);
+    put_str(out, LABEL_NAME, name);
+    put_str(out, LABEL_VALUE, value);
+}
+
 /// Writes the `LabelPair`s of a label text `a="x",b="y"` (text-format escaping: `\\`, `\"`
 /// and `\n`), unescaped. Text this crate did not render is skipped from the first malformed
 /// byte on rather than misread.
 fn put_label_pairs(out: &mut Vec<u8>, text: &[u8]) {
     let mut rest = text;
     while !rest.is_empty() {
-        let Some(eq) = rest.iter().position(|&b| b == b'=') else {
+        let Some(eq) = find2(rest, b'=', b'=') else {
             return;
         };
         let name = &rest[..eq];
@@ -158,39 +199,57 @@ fn put_label_pairs(out: &mut Vec<u8>, text: &[u8]) {
             return;
         }
         let value = &rest[eq + 2..];
-        // The closing quote: the first `"` not escaped.
-        let (mut i, mut unescaped) = (0, 0usize);
-        while i < value.len() && value[i] != b'"' {
-            i += if value[i] == b'\\' { 2 } else { 1 };
-            unescaped += 1;
-        }
-        if i >= value.len() {
-            return;
-        }
-        let raw = &value[..i];
-        let pair = open(out, Some(METRIC_LABEL));
-        put_str(out, LABEL_NAME, name);
-        put_tag(out, LABEL_VALUE, LEN);
-        put_varint(out, unescaped as u64);
-        let mut j = 0;
-        while j < raw.len() {
-            if raw[j] == b'\\' && j + 1 < raw.len() {
-                out.push(match raw[j + 1] {
-                    b'n' => b'\n',
-                    other => other,
-                });
-                j += 2;
-            } else {
-                out.push(raw[j]);
-                j += 1;
+        // Most values have no escape: the first quote or backslash is the closing quote.
+        let i = match find2(value, b'"', b'\\') {
+            None => return,
+            Some(i) if value[i] == b'"' => {
+                put_pair(out, name, &value[..i]);
+                i
             }
-        }
-        close(out, pair);
+            Some(_) => match put_escaped_pair(out, name, value) {
+                Some(i) => i,
+                None => return,
+            },
+        };
         rest = &value[i + 1..];
         if rest.first() == Some(&b',') {
             rest = &rest[1..];
         }
     }
+}
+
+/// One `LabelPair` whose escaped value starts `value` (up to its closing quote, whose position
+/// is returned; `None` if there is none).
+fn put_escaped_pair(out: &mut Vec<u8>, name: &[u8], value: &[u8]) -> Option<usize> {
+    // The closing quote: the first `"` not escaped.
+    let (mut i, mut unescaped) = (0, 0usize);
+    while i < value.len() && value[i] != b'"' {
+        i += if value[i] == b'\\' { 2 } else { 1 };
+        unescaped += 1;
+    }
+    if i >= value.len() {
+        return None;
+    }
+    let raw = &value[..i];
+    let pair = open(out, Some(METRIC_LABEL));
+    put_str(out, LABEL_NAME, name);
+    put_tag(out, LABEL_VALUE, LEN);
+    put_varint(out, unescaped as u64);
+    let mut j = 0;
+    while j < raw.len() {
+        if raw[j] == b'\\' && j + 1 < raw.len() {
+            out.push(match raw[j + 1] {
+                b'n' => b'\n',
+                other => other,
+            });
+            j += 2;
+        } else {
+            out.push(raw[j]);
+            j += 1;
+        }
+    }
+    close(out, pair);
+    Some(i)
 }
 
 /// Appends one `MetricFamily` (delimited) whose metrics `metrics` writes, for exporters of
@@ -245,6 +304,18 @@ pub fn write_metric_label_text(out: &mut Vec<u8>, labels: &str, kind: MetricType
     put_double(out, VALUE, value);
     close(out, inner);
     close(out, metric);
+}
+
+/// A `Counter`, `Gauge` or `Untyped` message holding only its value (field 1, a double): 11
+/// bytes whose length is known, so none is patched in afterwards.
+#[inline]
+fn put_value_message(out: &mut Vec<u8>, field: u32, v: f64) {
+    let mut m = [0u8; 11];
+    m[0] = (field << 3 | LEN) as u8;
+    m[1] = 9;
+    m[2] = (VALUE << 3 | FIXED64) as u8;
+    m[3..].copy_from_slice(&v.to_le_bytes());
+    out.extend_from_slice(&m);
 }
 
 /// A `google.protobuf.Timestamp` from nanoseconds since the Unix epoch.
@@ -316,22 +387,22 @@ impl Encoder {
                 out.extend_from_slice(&self.const_pairs);
                 let created = created.map(|f| f(family, series)).filter(|&t| t != 0);
                 match &family.kind {
-                    FamilyKind::Counter => {
-                        let inner = open(out, Some(METRIC_COUNTER));
-                        put_double(out, VALUE, values[0] as f64);
-                        if let Some(t) = created {
+                    FamilyKind::Counter => match created {
+                        // A value alone is a message of a fixed 9 bytes.
+                        None => put_value_message(out, METRIC_COUNTER, values[0] as f64),
+                        Some(t) => {
+                            let inner = open(out, Some(METRIC_COUNTER));
+                            put_double(out, VALUE, values[0] as f64);
                             put_timestamp(out, COUNTER_CREATED, t);
+                            close(out, inner);
                         }
-                        close(out, inner);
-                    }
+                    },
                     FamilyKind::Gauge(g) => {
                         let v = match g {
                             GaugeValue::Integer => values[0] as i64 as f64,
                             GaugeValue::Float => f64::from_bits(values[0]),
                         };
-                        let inner = open(out, Some(METRIC_GAUGE));
-                        put_double(out, VALUE, v);
-                        close(out, inner);
+                        put_value_message(out, METRIC_GAUGE, v);
                     }
                     FamilyKind::Histogram(desc) => {
                         let inner = open(out, Some(METRIC_HISTOGRAM));
@@ -530,6 +601,67 @@ mod tests {
             close(&mut expected, at);
         }
         assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn find2_finds_the_first_of_either_byte_at_every_position() {
+        for len in 0..40usize {
+            for at in 0..=len {
+                for (needle, other) in [(b'"', b'\\'), (b'\\', b'"')] {
+                    // Bytes one above and below the needles, and 0x80+, where a borrow of the
+                    // word-at-a-time test could go wrong.
+                    let mut s: Vec<u8> =
+                        (0..len).map(|i| [0x21, 0x5D, 0xA2, 0x00][i % 4]).collect();
+                    if at < len {
+                        s[at] = needle;
+                        if at + 1 < len {
+                            s[at + 1] = other;
+                        }
+                    }
+                    let expected = s.iter().position(|&c| c == b'"' || c == b'\\');
+                    assert_eq!(find2(&s, b'"', b'\\'), expected, "len {len}, at {at}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn plain_and_escaped_values_encode_alike() {
+        let mut fast = Vec::new();
+        put_label_pairs(
+            &mut fast,
+            br#"a="xy",bb="",c="long value, with = and spaces""#,
+        );
+        let mut expected = Vec::new();
+        for (name, value) in [
+            ("a", "xy"),
+            ("bb", ""),
+            ("c", "long value, with = and spaces"),
+        ] {
+            let at = open(&mut expected, Some(1));
+            put_str(&mut expected, 1, name.as_bytes());
+            put_str(&mut expected, 2, value.as_bytes());
+            close(&mut expected, at);
+        }
+        assert_eq!(fast, expected);
+        // A value longer than 127 bytes, plain and with one escape: two-byte lengths.
+        let long = "v".repeat(300);
+        let mut plain = Vec::new();
+        put_label_pairs(&mut plain, format!(r#"n="{long}""#).as_bytes());
+        let mut escaped = Vec::new();
+        put_label_pairs(&mut escaped, format!(r#"n="{long}\\""#).as_bytes());
+        let mut expected = Vec::new();
+        let at = open(&mut expected, Some(1));
+        put_str(&mut expected, 1, b"n");
+        put_str(&mut expected, 2, long.as_bytes());
+        close(&mut expected, at);
+        assert_eq!(plain, expected);
+        let mut expected = Vec::new();
+        let at = open(&mut expected, Some(1));
+        put_str(&mut expected, 1, b"n");
+        put_str(&mut expected, 2, format!("{long}\\").as_bytes());
+        close(&mut expected, at);
+        assert_eq!(escaped, expected);
     }
 
     #[test]
