@@ -12,8 +12,10 @@
 //! (adjacent buckets merged) until the populated buckets fit the family's `max_buckets`, the
 //! reduction client_golang documents for `NativeHistogramMaxBucketNumber`.
 
-use super::text::{write_labels, Divisor, Encoder};
-use crate::schema::{FamilyDesc, FamilyKind, GaugeValue, HistogramDesc, HistogramValue};
+use super::text::{Divisor, Encoder};
+use crate::schema::{
+    DomainKind, FamilyDesc, FamilyKind, GaugeValue, HistogramDesc, HistogramValue, Schema,
+};
 use crate::snapshot::{HistogramValues, Snapshot};
 
 /// `MetricType` values (metrics.proto).
@@ -65,6 +67,100 @@ const TS_NANOS: u32 = 2;
 const VARINT: u32 = 0;
 const FIXED64: u32 = 1;
 const LEN: u32 = 2;
+
+/// What the protobuf encoder keeps between series and between scrapes (so that a steady-state
+/// scrape allocates nothing).
+#[derive(Default)]
+pub(crate) struct Scratch {
+    /// The constant labels as `LabelPair` messages, encoded once per scrape.
+    const_pairs: Vec<u8>,
+    /// The populated native buckets `(key, count)` of the series being written.
+    native_buckets: Vec<(i32, u64)>,
+    /// Per domain, its first entry in `spans`.
+    base: Vec<u32>,
+    /// Per (domain, value index): where its encoded `LabelPair` is in `pairs`, or
+    /// [`NOT_ENCODED`]. Filled during a scrape, so each label value is unescaped and encoded
+    /// once per scrape however many series carry it (a table label on every operation's
+    /// series, a command on both outcomes').
+    spans: Vec<(u32, u32)>,
+    pairs: Vec<u8>,
+}
+
+const NOT_ENCODED: (u32, u32) = (u32::MAX, 0);
+
+impl Scratch {
+    /// Starts a scrape of `schema` with constant labels `const_labels`.
+    fn start(&mut self, schema: &Schema, const_labels: &str) {
+        self.const_pairs.clear();
+        put_label_pairs(&mut self.const_pairs, const_labels.as_bytes());
+        self.base.clear();
+        let mut total = 0u32;
+        for d in schema.domains {
+            self.base.push(total);
+            total += d.cardinality();
+        }
+        self.spans.clear();
+        self.spans.resize(total as usize, NOT_ENCODED);
+        self.pairs.clear();
+    }
+
+    /// Writes the label pairs of `series` of `family` (its labels, then the constant ones).
+    /// False, with nothing written, if an open label's slot has no value in `snapshot` (it
+    /// was freed while capturing), as [`super::text`]'s `write_labels` decides.
+    #[inline]
+    fn put_series_labels(
+        &mut self,
+        snapshot: &Snapshot,
+        schema: &Schema,
+        family: &FamilyDesc,
+        divisors: &[Divisor],
+        series: u32,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let start = out.len();
+        let mut rest = series;
+        for (&dim, divisor) in family.dims.iter().zip(divisors) {
+            // The same split as `FamilyDesc::label_indexes`, as `write_labels` does it.
+            let index = divisor.div(rest);
+            rest -= index * divisor.d;
+            let entry = (self.base[dim.0 as usize] + index) as usize;
+            let (mut from, mut to) = self.spans[entry];
+            if from == u32::MAX {
+                let domain = &schema.domains[dim.0 as usize];
+                let fragment = match domain.kind {
+                    DomainKind::Closed { fragments, .. } => fragments[index as usize],
+                    DomainKind::Open {
+                        max,
+                        overflow_fragment,
+                        ..
+                    } => {
+                        if index == max {
+                            overflow_fragment
+                        } else {
+                            match snapshot
+                                .view(dim.0 as usize)
+                                .and_then(|v| v.fragment(index))
+                            {
+                                Some(fragment) => fragment,
+                                None => {
+                                    out.truncate(start);
+                                    return false;
+                                }
+                            }
+                        }
+                    }
+                };
+                from = self.pairs.len() as u32;
+                put_label_pairs(&mut self.pairs, fragment.as_bytes());
+                to = self.pairs.len() as u32;
+                self.spans[entry] = (from, to);
+            }
+            out.extend_from_slice(&self.pairs[from as usize..to as usize]);
+        }
+        out.extend_from_slice(&self.const_pairs);
+        true
+    }
+}
 
 /// A series' first-touch time (Unix nanoseconds, 0: unknown) by family and series index.
 pub(super) type CreatedAt<'a> = &'a dyn Fn(&FamilyDesc, u32) -> u64;
@@ -343,10 +439,9 @@ impl Encoder {
         let Some(schema) = snapshot.schema() else {
             return;
         };
-        // Every series carries the same constant labels: unescaped and encoded once here,
-        // copied after each series' own labels.
-        self.const_pairs.clear();
-        put_label_pairs(&mut self.const_pairs, const_labels.as_bytes());
+        // Label pairs are encoded once per scrape and value (see `Scratch`): most series
+        // share their label values with others.
+        self.proto.start(schema, const_labels);
         for (i, family) in schema.families.iter().enumerate() {
             let Some(snap) = snapshot.family(i) else {
                 continue;
@@ -370,21 +465,20 @@ impl Encoder {
             let per = family.cells_per_series as usize;
             let mut wrote = false;
             for (&series, values) in snap.series.iter().zip(snap.values.chunks_exact(per)) {
-                self.labels.clear();
-                if !write_labels(
+                let start = out.len();
+                let metric = open(out, Some(FAMILY_METRIC));
+                if !self.proto.put_series_labels(
                     snapshot,
+                    schema,
                     family,
                     &self.divisors,
                     series,
-                    "",
-                    &mut self.labels,
+                    out,
                 ) {
+                    out.truncate(start);
                     continue;
                 }
                 wrote = true;
-                let metric = open(out, Some(FAMILY_METRIC));
-                put_label_pairs(out, &self.labels);
-                out.extend_from_slice(&self.const_pairs);
                 let created = created.map(|f| f(family, series)).filter(|&t| t != 0);
                 match &family.kind {
                     FamilyKind::Counter => match created {
@@ -406,7 +500,8 @@ impl Encoder {
                     }
                     FamilyKind::Histogram(desc) => {
                         let inner = open(out, Some(METRIC_HISTOGRAM));
-                        write_histogram(out, desc, HistogramValues::new(desc, values), created);
+                        let h = HistogramValues::new(desc, values);
+                        write_histogram(out, desc, h, created, &mut self.proto.native_buckets);
                         close(out, inner);
                     }
                 }
@@ -428,11 +523,20 @@ fn write_histogram(
     desc: &HistogramDesc,
     h: HistogramValues<'_>,
     created: Option<u64>,
+    buckets: &mut Vec<(i32, u64)>,
 ) {
+    // The populated native buckets, collected in one pass over the native cells (hundreds
+    // per series, mostly empty) and read from here for the count, the cap and the spans.
+    buckets.clear();
+    if let Some(native) = &desc.native {
+        collect_native(h.native_cells(), native.min_key, buckets);
+    }
     // With native buckets the count is the native one, so that it equals the zero bucket
     // plus the native buckets, which Prometheus checks; otherwise the `+Inf` bucket.
     let count = if desc.native.is_some() {
-        h.native_count()
+        buckets
+            .iter()
+            .fold(h.zero_count(), |a, &(_, c)| a.saturating_add(c))
     } else {
         h.count()
     };
@@ -463,7 +567,7 @@ fn write_histogram(
     let mut reduce = 0u32;
     if native.max_buckets > 0 {
         while native.schema - (reduce as i8) > MIN_SCHEMA
-            && populated(h, reduce) > native.max_buckets as usize
+            && merged(buckets, reduce).count() > native.max_buckets as usize
         {
             reduce += 1;
         }
@@ -487,7 +591,7 @@ fn write_histogram(
         put_u64_field(out, SPAN_LENGTH, u64::from(len));
         close(out, s);
     };
-    for (key, _) in merged(h, reduce) {
+    for (key, _) in merged(buckets, reduce) {
         span = match span {
             Some((start, len)) if start + len as i32 == key => Some((start, len + 1)),
             Some((start, len)) => {
@@ -505,7 +609,7 @@ fn write_histogram(
     // Deltas, packed: each bucket's count minus the previous bucket's.
     let deltas = open(out, Some(H_POSITIVE_DELTA));
     let mut previous = 0i64;
-    for (_, count) in merged(h, reduce) {
+    for (_, count) in merged(buckets, reduce) {
         let count = count.min(i64::MAX as u64) as i64;
         put_varint(out, zigzag(count.wrapping_sub(previous)));
         previous = count;
@@ -513,9 +617,20 @@ fn write_histogram(
     close(out, deltas);
 }
 
-/// Number of populated buckets once resolution is halved `reduce` times.
-fn populated(h: HistogramValues<'_>, reduce: u32) -> usize {
-    merged(h, reduce).count()
+/// Appends the populated key cells of `cells` (the zero bucket's cell first, skipped) as
+/// `(key, count)`, eight cells at a time past runs of empty ones.
+fn collect_native(cells: &[u64], min_key: i32, out: &mut Vec<(i32, u64)>) {
+    let keys = cells.get(1..).unwrap_or(&[]);
+    for (c, chunk) in keys.chunks(8).enumerate() {
+        if chunk.iter().fold(0, |a, &x| a | x) == 0 {
+            continue;
+        }
+        for (j, &x) in chunk.iter().enumerate() {
+            if x != 0 {
+                out.push((min_key + (c * 8 + j) as i32, x));
+            }
+        }
+    }
 }
 
 /// The populated native buckets with resolution halved `reduce` times: bucket `k` of schema
@@ -525,12 +640,9 @@ struct Merged<I: Iterator> {
     reduce: u32,
 }
 
-fn merged<'a>(
-    h: HistogramValues<'a>,
-    reduce: u32,
-) -> Merged<impl Iterator<Item = (i32, u64)> + 'a> {
+fn merged(buckets: &[(i32, u64)], reduce: u32) -> Merged<impl Iterator<Item = (i32, u64)> + '_> {
     Merged {
-        inner: h.native_buckets().peekable(),
+        inner: buckets.iter().copied().peekable(),
         reduce,
     }
 }

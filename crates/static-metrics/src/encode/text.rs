@@ -24,8 +24,8 @@ pub struct Encoder {
     pub(super) labels: Vec<u8>,
     /// Per-family: a [`Divisor`] for each label's mixed-radix stride.
     pub(super) divisors: Vec<Divisor>,
-    /// Per-scrape (protobuf): the constant labels as `LabelPair` messages, encoded once.
-    pub(super) const_pairs: Vec<u8>,
+    /// The protobuf encoder's scratch (encoded label pairs, native buckets).
+    pub(super) proto: super::protobuf::Scratch,
 }
 
 impl Encoder {
@@ -354,7 +354,7 @@ pub(super) fn write_labels(
 /// overflow) is stored as `m == 0` and handled as the identity.
 #[derive(Clone, Copy)]
 pub(super) struct Divisor {
-    d: u32,
+    pub(super) d: u32,
     m: u64,
 }
 
@@ -370,7 +370,7 @@ impl Divisor {
     }
 
     #[inline(always)]
-    fn div(self, n: u32) -> u32 {
+    pub(super) fn div(self, n: u32) -> u32 {
         if self.m == 0 {
             n
         } else {
