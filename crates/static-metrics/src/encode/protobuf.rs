@@ -84,6 +84,9 @@ pub(crate) struct Scratch {
     /// series, a command on both outcomes').
     spans: Vec<(u32, u32)>,
     pairs: Vec<u8>,
+    /// Per family: the bytes its length took in the last scrape. A family's body is most of
+    /// the exposition's size; with the right guess it is never moved to fit its length.
+    family_len: Vec<u8>,
 }
 
 const NOT_ENCODED: (u32, u32) = (u32::MAX, 0);
@@ -102,6 +105,8 @@ impl Scratch {
         self.spans.clear();
         self.spans.resize(total as usize, NOT_ENCODED);
         self.pairs.clear();
+        // Kept from the last scrape (only a hint; a first scrape guesses two bytes).
+        self.family_len.resize(schema.families.len(), 2);
     }
 
     /// Writes the label pairs of `series` of `family` (its labels, then the constant ones).
@@ -281,6 +286,44 @@ fn put_pair(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     put_str(out, LABEL_VALUE, value);
 }
 
+/// Starts a length-delimited message with `n` bytes reserved for its length (a guess of its
+/// size: what the same message took in the last scrape, or what its kind usually takes).
+#[inline]
+fn open_n(out: &mut Vec<u8>, field: Option<u32>, n: usize) -> usize {
+    if let Some(field) = field {
+        put_tag(out, field, LEN);
+    }
+    out.resize(out.len() + n, 0);
+    out.len() - n
+}
+
+/// Ends the message opened by [`open_n`] at `at` with `n` bytes reserved: writes its length
+/// canonically, moving the body only if the guess was wrong. Returns the bytes the length
+/// took (the guess for next time).
+#[inline]
+fn close_n(out: &mut Vec<u8>, at: usize, n: usize) -> usize {
+    let body = out.len() - at - n;
+    let need = varint_len(body as u64);
+    if need != n {
+        let end = out.len();
+        if need > n {
+            out.resize(end + need - n, 0);
+        }
+        out.copy_within(at + n..end, at + need);
+        out.truncate(at + need + body);
+    }
+    let mut v = body as u64;
+    for i in 0..need {
+        out[at + i] = if i + 1 < need {
+            v as u8 | 0x80
+        } else {
+            v as u8
+        };
+        v >>= 7;
+    }
+    need
+}
+
 /// Writes the `LabelPair`s of a label text `a="x",b="y"` (text-format escaping: `\\`, `\"`
 /// and `\n`), unescaped. Text this crate did not render is skipped from the first malformed
 /// byte on rather than misread.
@@ -458,15 +501,22 @@ impl Encoder {
                 FamilyKind::Gauge(_) => MetricType::Gauge,
                 FamilyKind::Histogram(_) => MetricType::Histogram,
             };
-            let at = open(out, None);
+            let guess = usize::from(self.proto.family_len[i]);
+            let at = open_n(out, None, guess);
             put_str(out, FAMILY_NAME, family.name.as_bytes());
             put_str(out, FAMILY_HELP, family.help.as_bytes());
             put_u64_field(out, FAMILY_TYPE, kind as u64);
             let per = family.cells_per_series as usize;
+            // A histogram's metric is over 127 bytes; a counter's or gauge's rarely is.
+            let metric_guess = if matches!(family.kind, FamilyKind::Histogram(_)) {
+                2
+            } else {
+                1
+            };
             let mut wrote = false;
             for (&series, values) in snap.series.iter().zip(snap.values.chunks_exact(per)) {
                 let start = out.len();
-                let metric = open(out, Some(FAMILY_METRIC));
+                let metric = open_n(out, Some(FAMILY_METRIC), metric_guess);
                 if !self.proto.put_series_labels(
                     snapshot,
                     schema,
@@ -499,16 +549,17 @@ impl Encoder {
                         put_value_message(out, METRIC_GAUGE, v);
                     }
                     FamilyKind::Histogram(desc) => {
-                        let inner = open(out, Some(METRIC_HISTOGRAM));
+                        // A histogram with a few buckets is over 127 bytes: two length bytes.
+                        let inner = open_n(out, Some(METRIC_HISTOGRAM), 2);
                         let h = HistogramValues::new(desc, values);
                         write_histogram(out, desc, h, created, &mut self.proto.native_buckets);
-                        close(out, inner);
+                        close_n(out, inner, 2);
                     }
                 }
-                close(out, metric);
+                close_n(out, metric, metric_guess);
             }
             if wrote {
-                close(out, at);
+                self.proto.family_len[i] = close_n(out, at, guess) as u8;
             } else {
                 // Every series lost its open label while capturing: the family is absent.
                 out.truncate(mark);
@@ -551,10 +602,11 @@ fn write_histogram(
         let mut cumulative = 0u64;
         for (&bound, &c) in desc.bounds.iter().zip(h.classic()) {
             cumulative = cumulative.saturating_add(c);
-            let bucket = open(out, Some(H_BUCKET));
+            // Two fields of known sizes: the length is written first, nothing is patched.
+            put_tag(out, H_BUCKET, LEN);
+            put_varint(out, (1 + varint_len(cumulative) + 1 + 8) as u64);
             put_u64_field(out, BUCKET_CUMULATIVE, cumulative);
             put_double(out, BUCKET_UPPER, bound as f64 / desc.scale());
-            close(out, bucket);
         }
     }
     if let Some(t) = created {
@@ -567,11 +619,12 @@ fn write_histogram(
     let mut reduce = 0u32;
     if native.max_buckets > 0 {
         while native.schema - (reduce as i8) > MIN_SCHEMA
-            && merged(buckets, reduce).count() > native.max_buckets as usize
+            && merged_len(buckets, reduce) > native.max_buckets as usize
         {
             reduce += 1;
         }
     }
+    merge_in_place(buckets, reduce);
     let schema = native.schema - reduce as i8;
     put_tag(out, H_SCHEMA, VARINT);
     put_varint(out, zigzag(i64::from(schema)));
@@ -585,13 +638,16 @@ fn write_histogram(
             None => start,
             Some(end) => start - end,
         };
-        let s = open(out, Some(H_POSITIVE_SPAN));
+        // Two varint fields: the length is known before they are written.
+        let offset = zigzag(i64::from(offset));
+        let len = u64::from(len);
+        put_tag(out, H_POSITIVE_SPAN, LEN);
+        put_varint(out, (2 + varint_len(offset) + varint_len(len)) as u64);
         put_tag(out, SPAN_OFFSET, VARINT);
-        put_varint(out, zigzag(i64::from(offset)));
-        put_u64_field(out, SPAN_LENGTH, u64::from(len));
-        close(out, s);
+        put_varint(out, offset);
+        put_u64_field(out, SPAN_LENGTH, len);
     };
-    for (key, _) in merged(buckets, reduce) {
+    for &(key, _) in buckets.iter() {
         span = match span {
             Some((start, len)) if start + len as i32 == key => Some((start, len + 1)),
             Some((start, len)) => {
@@ -609,12 +665,42 @@ fn write_histogram(
     // Deltas, packed: each bucket's count minus the previous bucket's.
     let deltas = open(out, Some(H_POSITIVE_DELTA));
     let mut previous = 0i64;
-    for (_, count) in merged(buckets, reduce) {
+    for &(_, count) in buckets.iter() {
         let count = count.min(i64::MAX as u64) as i64;
         put_varint(out, zigzag(count.wrapping_sub(previous)));
         previous = count;
     }
     close(out, deltas);
+}
+
+/// Number of buckets `buckets` (ascending keys) merge into with resolution halved `reduce`
+/// times (see [`Merged`]).
+fn merged_len(buckets: &[(i32, u64)], reduce: u32) -> usize {
+    if reduce == 0 {
+        return buckets.len();
+    }
+    merged(buckets, reduce).count()
+}
+
+/// Merges `buckets` (ascending keys) in place into the buckets of resolution halved `reduce`
+/// times: merged buckets are runs of adjacent entries, so the result is a prefix.
+fn merge_in_place(buckets: &mut Vec<(i32, u64)>, reduce: u32) {
+    if reduce == 0 {
+        return;
+    }
+    let mut kept = 0;
+    for i in 0..buckets.len() {
+        let Some((key, count)) = merged(&buckets[i..i + 1], reduce).next() else {
+            continue;
+        };
+        if kept > 0 && buckets[kept - 1].0 == key {
+            buckets[kept - 1].1 = buckets[kept - 1].1.saturating_add(count);
+        } else {
+            buckets[kept] = (key, count);
+            kept += 1;
+        }
+    }
+    buckets.truncate(kept);
 }
 
 /// Appends the populated key cells of `cells` (the zero bucket's cell first, skipped) as
@@ -680,6 +766,23 @@ mod tests {
             put_varint(&mut expected, n as u64);
             expected.extend(std::iter::repeat_n(7u8, n));
             assert_eq!(out, expected, "body of {n} bytes");
+        }
+    }
+
+    #[test]
+    fn close_n_writes_canonical_lengths_whatever_was_reserved() {
+        for reserved in 1..=4usize {
+            for n in [0usize, 1, 127, 128, 300, 16_383, 16_384, 70_000] {
+                let mut out = vec![0xAA];
+                let at = open_n(&mut out, Some(4), reserved);
+                out.extend(std::iter::repeat_n(7u8, n));
+                let used = close_n(&mut out, at, reserved);
+                let mut expected = vec![0xAA, 4 << 3 | 2];
+                put_varint(&mut expected, n as u64);
+                expected.extend(std::iter::repeat_n(7u8, n));
+                assert_eq!(out, expected, "body of {n} bytes, {reserved} reserved");
+                assert_eq!(used, varint_len(n as u64));
+            }
         }
     }
 
