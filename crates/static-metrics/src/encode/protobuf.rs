@@ -293,7 +293,10 @@ fn open_n(out: &mut Vec<u8>, field: Option<u32>, n: usize) -> usize {
     if let Some(field) = field {
         put_tag(out, field, LEN);
     }
-    out.resize(out.len() + n, 0);
+    // A byte at a time: `resize` calls `memset` for these one or two bytes.
+    for _ in 0..n {
+        out.push(0);
+    }
     out.len() - n
 }
 
@@ -633,20 +636,7 @@ fn write_histogram(
     // Spans: a new span wherever a key is skipped; offsets are the gap since the last span.
     let mut prev_end: Option<i32> = None;
     let mut span: Option<(i32, u32)> = None;
-    let flush = |out: &mut Vec<u8>, start: i32, len: u32, prev_end: Option<i32>| {
-        let offset = match prev_end {
-            None => start,
-            Some(end) => start - end,
-        };
-        // Two varint fields: the length is known before they are written.
-        let offset = zigzag(i64::from(offset));
-        let len = u64::from(len);
-        put_tag(out, H_POSITIVE_SPAN, LEN);
-        put_varint(out, (2 + varint_len(offset) + varint_len(len)) as u64);
-        put_tag(out, SPAN_OFFSET, VARINT);
-        put_varint(out, offset);
-        put_u64_field(out, SPAN_LENGTH, len);
-    };
+    let flush = put_span;
     for &(key, _) in buckets.iter() {
         span = match span {
             Some((start, len)) if start + len as i32 == key => Some((start, len + 1)),
@@ -671,6 +661,24 @@ fn write_histogram(
         previous = count;
     }
     close(out, deltas);
+}
+
+/// One `BucketSpan` starting at key `start` (its offset from the end of the previous span,
+/// or from 0 for the first), `len` keys long.
+#[inline(always)]
+fn put_span(out: &mut Vec<u8>, start: i32, len: u32, prev_end: Option<i32>) {
+    let offset = match prev_end {
+        None => start,
+        Some(end) => start - end,
+    };
+    // Two varint fields: the length is known before they are written.
+    let offset = zigzag(i64::from(offset));
+    let len = u64::from(len);
+    put_tag(out, H_POSITIVE_SPAN, LEN);
+    put_varint(out, (2 + varint_len(offset) + varint_len(len)) as u64);
+    put_tag(out, SPAN_OFFSET, VARINT);
+    put_varint(out, offset);
+    put_u64_field(out, SPAN_LENGTH, len);
 }
 
 /// Number of buckets `buckets` (ascending keys) merge into with resolution halved `reduce`
