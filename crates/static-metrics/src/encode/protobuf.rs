@@ -2,11 +2,12 @@
 //! messages (prometheus/client_model `io/prometheus/client/metrics.proto`), written by hand.
 //!
 //! No generated code and no intermediate message structs: each message is written straight
-//! into the output buffer. A nested message's length is not known before its body is written,
-//! so one byte is reserved for it and, if the body turns out longer than 127 bytes, the body is
-//! moved up by the extra length bytes (a short `memmove` per message; far cheaper than
-//! computing every size twice). Label pairs come from the same label text the text encoder
-//! writes (rendered at build time or at admission), unescaped on the way.
+//! into the output buffer. Messages of known size (label pairs, values, buckets, spans) get
+//! their length first. For the others the length is not known before the body is written, so
+//! bytes are reserved for it (one, or the guess `open_n` takes: two for a histogram, what the
+//! family took in the last scrape), and the body is moved only if the guess was wrong. Label
+//! pairs come from the same label text the text encoder writes (rendered at build time or at
+//! admission), unescaped and encoded once per scrape and value (see `Scratch`).
 //!
 //! Native histograms are written with their stored schema, or with the resolution halved
 //! (adjacent buckets merged) until the populated buckets fit the family's `max_buckets`, the
