@@ -12,7 +12,11 @@
 //! - `closed_label_inc`: resolve `command="ZSCORE"` from a `&str`, then increment;
 //! - `open_label_inc`: look up one of 512 admitted table names, then increment;
 //! - `histogram_observe`: 15-bucket duration histogram, inputs spread over every bucket;
-//! - `encode_node`: a node-shaped registry of about 6.5k series to Prometheus text.
+//! - `encode_node`: a node-shaped registry of about 6.5k series to Prometheus text;
+//! - `encode_node_protobuf`: the same node to the protobuf exposition (delimited
+//!   `MetricFamily`), next to our text and OpenMetrics encodes of it in the same run, and the
+//!   protobuf encoders of `prometheus` (`ProtobufEncoder`) and `prometheus-client`
+//!   (`prometheus_protobuf::encode_to_vec`) on their equivalent nodes.
 //!
 //! Run: `cargo bench --bench engine` (criterion options after `--`, e.g.
 //! `cargo bench --bench engine -- --warm-up-time 1 --measurement-time 2 counter_inc`).
@@ -1076,6 +1080,52 @@ fn encode_node(c: &mut Criterion) {
     group.finish();
 }
 
+/// Protobuf encode of the node, with our text and OpenMetrics encodes of the same registry as
+/// the reference rows (issue 12: protobuf ≤ our text time, faster than every peer's protobuf).
+fn encode_node_protobuf(c: &mut Criterion) {
+    let mut group = c.benchmark_group("encode_node_protobuf");
+    group.sample_size(50);
+    let tables = table_names();
+
+    let ours = ours_node(tables);
+    let mut buf = Vec::new();
+    for (name, format) in [
+        ("ours_text", Format::Text),
+        ("ours_openmetrics", Format::OpenMetrics),
+        ("ours_protobuf", Format::Protobuf),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                buf.clear();
+                ours.encode(format, &mut buf);
+                buf.len()
+            })
+        });
+    }
+
+    let prom = prom_node(tables);
+    let encoder = prometheus::ProtobufEncoder::new();
+    let mut prom_buf = Vec::new();
+    group.bench_function("prometheus_protobuf", |b| {
+        b.iter(|| {
+            prom_buf.clear();
+            prometheus::Encoder::encode(&encoder, &prom.registry.gather(), &mut prom_buf).unwrap();
+            prom_buf.len()
+        })
+    });
+
+    let pc = pc_node(tables);
+    group.bench_function("prometheus_client_protobuf", |b| {
+        // Its API returns a fresh buffer per call; there is no reusable-buffer variant.
+        b.iter(|| {
+            prometheus_client::encoding::prometheus_protobuf::encode_to_vec(&pc)
+                .unwrap()
+                .len()
+        })
+    });
+    group.finish();
+}
+
 // ------------------------------------------------------------------------------ scrape report
 
 /// Counts allocations (number and bytes), only while `COUNTING` is set: during the scrape
@@ -1203,6 +1253,33 @@ fn scrape_report() {
         }),
     ));
 
+    let mut pb_buf = Vec::new();
+    rows.push((
+        "ours (protobuf)",
+        per_scrape(|| {
+            pb_buf.clear();
+            ours.encode(Format::Protobuf, &mut pb_buf);
+            pb_buf.len()
+        }),
+    ));
+    let prom_pb = prometheus::ProtobufEncoder::new();
+    rows.push((
+        "prometheus (protobuf)",
+        per_scrape(|| {
+            prom_buf.clear();
+            prometheus::Encoder::encode(&prom_pb, &prom.registry.gather(), &mut prom_buf).unwrap();
+            prom_buf.len()
+        }),
+    ));
+    rows.push((
+        "prometheus_client (protobuf)",
+        per_scrape(|| {
+            prometheus_client::encoding::prometheus_protobuf::encode_to_vec(&pc)
+                .unwrap()
+                .len()
+        }),
+    ));
+
     println!();
     println!("encode_node: one steady-state scrape of the node (reused buffers)");
     println!("| library | output bytes | allocations/scrape | allocated bytes/scrape |");
@@ -1271,6 +1348,7 @@ fn main() {
     histogram_observe(&mut c);
     exemplar(&mut c);
     encode_node(&mut c);
+    encode_node_protobuf(&mut c);
     c.final_summary();
     let listing = std::env::args().any(|a| a == "--list" || a == "--test");
     if !listing && filter_arg().is_none_or(|f| f.contains("encode")) {

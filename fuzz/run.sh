@@ -16,7 +16,7 @@ seconds=${1:-600}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(redis_command label_admission exposition_roundtrip http_headers manifest)
+  targets=(redis_command label_admission exposition_roundtrip http_headers manifest protobuf_roundtrip)
 fi
 
 export RUSTC_BOOTSTRAP=1
@@ -31,7 +31,7 @@ for target in "${targets[@]}"; do
   case "$target" in
     # Their registries are never freed (by design), so LeakSanitizer's check after every input
     # that allocated for good would rescan gigabytes; see fuzz/checks/shared.rs.
-    redis_command | label_admission | exposition_roundtrip)
+    redis_command | label_admission | exposition_roundtrip | protobuf_roundtrip)
       flags+=(-detect_leaks=0 -rss_limit_mb=4096) ;;
   esac
   if [ -f "dict/$target.dict" ]; then

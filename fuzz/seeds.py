@@ -102,6 +102,69 @@ def http_headers():
     yield case(1, "", "", "tok", "\u00a0Bearer\u3000", "\u2029")
 
 
+def protobuf_roundtrip():
+    # Schema (see read_schema in fuzz/checks/protobuf_roundtrip.rs), length-prefixed.
+    def closed(*values):
+        return bytes([0, len(values) - 1]) + b"".join(b(v) for v in values)
+
+    def open_(max_, overflow):
+        return bytes([1, max_ - 1]) + b(overflow)
+
+    def histogram(kind, bounds, native=None, classic_byte=0):
+        # kind: 3 duration, 4 milliseconds, 5 integer; bounds as raw u64s.
+        out = b(f"h{kind} \\ \"help\"\n") + bytes([kind, len(bounds)])
+        out += b"".join(bytes([2]) + u64(v) for v in bounds)
+        if native is None:
+            return out + bytes([0])
+        schema, zero, cap = native
+        out += bytes([1, schema + 4]) + zero + bytes([cap])
+        if not bounds:
+            out += bytes([classic_byte])
+        return out
+
+    def dims(*ds):
+        return bytes([len(ds)]) + bytes(ds)
+
+    def schema(consts, domains, families):
+        body = bytes([len(consts)]) + b"".join(b(c) for c in consts)
+        body += bytes([len(domains) - 1]) + b"".join(domains)
+        body += bytes([len(families) - 1]) + b"".join(families)
+        return b(body)
+
+    seconds = [1_000_000, 100_000_000, 1_000_000_000, 10_000_000_000]
+    # Classic and native durations (schema 3, zero threshold 1e-6) under an open label, values
+    # on classic bounds, native boundaries and the zero threshold.
+    s1 = schema(
+        ["n1", 'a"b\\c\nd'],
+        [open_(2, "_other"), closed("get", "")],
+        [histogram(3, seconds, (3, bytes([2]), 0)) + dims(0, 1)],
+    )
+    obs = bytes([0, 1]) + b("orders") + bytes([1, 0, 3]) + bytes([2, 2, 0]) + bytes([4, 8, 0]) + bytes([3, 1]) + bytes([3, 2])
+    obs += bytes([0, 0]) + b("\u00e9\x00\u2028") + bytes([0, 0, 1]) + bytes([5, 0])
+    obs += bytes([0, 4, 0, 3]) + bytes([0, 8]) + u64(2**64 - 1) + bytes([6, 63]) + bytes([7, 10, 2])
+    yield s1 + bytes([0, 3]) + obs
+    # Counters, integer and float gauges with NaN, infinities, negative zero and removals.
+    s2 = schema(
+        ["x"],
+        [closed("a", "b", "c")],
+        [b("c") + bytes([0]) + dims(0), b("g") + bytes([1]) + dims(0), b("f") + bytes([2]) + dims()],
+    )
+    obs = bytes([0, 0, 1]) + u64(2**64 - 2) + bytes([0, 0, 1]) + u64(5)
+    obs += bytes([1, 1, 2]) + i64(-7) + bytes([1, 2, 3]) + i64(-2**63) + bytes([1, 0, 5])
+    obs += bytes([2, 2, 0]) + bytes([2, 4, 1]) + bytes([2, 2, 3]) + bytes([2, 4, 0]) + bytes([2, 2, 4, 1])
+    yield s2 + bytes([1, 12]) + obs
+    # Native-only integers at schema 8 (lowered to fit the cell cap), a cap of 3 buckets.
+    s3 = schema([], [open_(3, "")], [histogram(5, [], (8, bytes([0]), 3), classic_byte=1) + dims(0)])
+    obs = b"".join(bytes([0]) + b(f"v{i}") + bytes([0, 3]) + bytes([6, i * 7 % 64]) * 4 for i in range(8))
+    obs += bytes([0, 1, 1, 1]) + i64(-5)
+    yield s3 + bytes([0, 9]) + obs
+    # Milliseconds at schema -4 with a zero threshold of 255 ms, negative i64 and durations.
+    s4 = schema(["\xff"], [closed("x")], [histogram(4, [0, 5_000_000], (-4, bytes([3, 255]), 1)) + dims()])
+    obs = bytes([0, 1, 1]) + i64(-1) + bytes([0, 2, 2]) + u64(3) + u32(5) + u64(2**63) + u32(999_999_999)
+    obs += bytes([0, 0, 3]) + bytes([3, 1]) + bytes([3, 2]) + bytes([4, 255, 1]) + bytes([2, 1, 0])
+    yield s4 + bytes([0, 3]) + obs
+
+
 def manifest():
     yield (FUZZ.parent / "metrics.toml").read_bytes()
     yield b'[registry]\nconst_labels = ["node_id"]\n\n[domain.x]\nlabel = "x"\nvalues = ["a", "b"]\n\n[[family]]\nname = "x_total"\nkind = "counter"\nsubsystem = "X"\nhelp = "X."\nlabels = ["x"]\n'
@@ -116,6 +179,7 @@ def main():
         ("exposition_roundtrip", exposition_roundtrip),
         ("http_headers", http_headers),
         ("manifest", manifest),
+        ("protobuf_roundtrip", protobuf_roundtrip),
     ]:
         out = corpus / name
         out.mkdir(parents=True, exist_ok=True)

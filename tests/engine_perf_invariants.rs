@@ -372,6 +372,47 @@ fn steady_state_encoding_allocates_nothing() {
     }
 }
 
+/// The protobuf encoder in steady state with start timestamps on and a family filter, the
+/// variants the metrics service uses: every family kind, native buckets (the Redis latency
+/// family declares them), open labels. Its message lengths are patched in place, never in a
+/// second buffer.
+#[test]
+fn steady_state_protobuf_encoding_with_start_timestamps_allocates_nothing() {
+    use elastickv_metrics::encode::EncodeOptions;
+    let _serial = serial();
+    let r = node();
+    let options = EncodeOptions {
+        created_timestamps: true,
+    };
+    let mut buf = Vec::new();
+    let mut sizes = Vec::with_capacity(16);
+    for filtered in [false, true] {
+        let keep = |name: &str| !filtered || name.starts_with("elastickv_redis");
+        for _ in 0..2 {
+            buf.clear();
+            r.metrics()
+                .encode_with(Format::Protobuf, options, keep, &mut buf);
+        }
+        let n = count_allocations(|| {
+            for _ in 0..5 {
+                buf.clear();
+                r.metrics()
+                    .encode_with(Format::Protobuf, options, keep, &mut buf);
+                sizes.push(buf.len());
+            }
+        });
+        assert_eq!(
+            n, 0,
+            "allocations in a steady-state protobuf scrape (filtered: {filtered})"
+        );
+    }
+    // Something real was encoded: the full node is larger than its Redis families alone, and
+    // both are the same size scrape after scrape.
+    assert!(sizes[0] > sizes[5] && sizes[5] > 10_000, "{sizes:?}");
+    assert!(sizes[..5].iter().all(|&s| s == sizes[0]), "{sizes:?}");
+    assert!(sizes[5..].iter().all(|&s| s == sizes[5]), "{sizes:?}");
+}
+
 // ---------------------------------------------------------------- encoder
 
 #[test]

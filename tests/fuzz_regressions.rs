@@ -19,6 +19,10 @@ mod input;
 mod label_admission;
 #[path = "../fuzz/checks/manifest.rs"]
 mod manifest;
+#[path = "support/proto.rs"]
+mod proto;
+#[path = "../fuzz/checks/protobuf_roundtrip.rs"]
+mod protobuf_roundtrip;
 #[path = "../fuzz/checks/redis_command.rs"]
 mod redis_command;
 #[path = "../fuzz/checks/shared.rs"]
@@ -86,6 +90,11 @@ fn http_headers_corpus_passes() {
 #[test]
 fn manifest_corpus_passes() {
     replay("manifest", manifest::check);
+}
+
+#[test]
+fn protobuf_roundtrip_corpus_passes() {
+    replay("protobuf_roundtrip", protobuf_roundtrip::check);
 }
 
 #[test]

@@ -204,6 +204,11 @@ impl NativeDesc {
 /// The Prometheus native-histogram bucket key of a positive, finite `x` at `schema`:
 /// `ceil(log2(x) * 2^schema)`, computed exactly from the float's exponent and mantissa (the
 /// in-octave boundaries `mantissas` for `schema > 0`, see [`NativeDesc::mantissas`]).
+///
+/// Subnormals get their exact key. Outside the positive finite values: a negative `x` has the
+/// key of `-x` (the negative buckets mirror the positive ones), `±0` has none and gives
+/// `i32::MIN` (it belongs in the zero bucket), and `±∞` and NaN give the key of `+∞` (the
+/// bucket whose upper bound is `2^1024`, the overflow of every finite key).
 pub fn native_key(schema: i8, mantissas: &[u64], x: f64) -> i32 {
     native_key_with(schema, mantissas, x, |bounds, m| {
         bounds.partition_point(|&b| b < m)
@@ -218,9 +223,18 @@ fn native_key_with(
     search: impl Fn(&[u64], u64) -> usize,
 ) -> i32 {
     const MANTISSA: u64 = (1 << 52) - 1;
-    let bits = x.to_bits();
-    let exp = ((bits >> 52) & 0x7ff) as i32 - 1023;
-    let mantissa = bits & MANTISSA;
+    // The sign bit is dropped: the key of |x|.
+    let bits = x.to_bits() & !(1 << 63);
+    let (exp, mantissa) = match bits >> 52 {
+        0 if bits == 0 => return i32::MIN,
+        // Subnormal, `m * 2^-1074`: normalised so its top bit is the implicit one.
+        0 => {
+            let shift = bits.leading_zeros() - 11;
+            (-1022 - shift as i32, (bits << shift) & MANTISSA)
+        }
+        0x7ff => (1024, 0),
+        field => (field as i32 - 1023, bits & MANTISSA),
+    };
     let above = i32::from(mantissa != 0);
     if schema > 0 {
         // x = 2^exp * (1 + f): the key is exp * 2^s plus the first in-octave boundary at or

@@ -24,6 +24,8 @@ pub struct Encoder {
     pub(super) labels: Vec<u8>,
     /// Per-family: a [`Divisor`] for each label's mixed-radix stride.
     pub(super) divisors: Vec<Divisor>,
+    /// The protobuf encoder's scratch (encoded label pairs, native buckets).
+    pub(super) proto: super::protobuf::Scratch,
 }
 
 impl Encoder {
@@ -425,7 +427,7 @@ pub(super) fn write_labels(
 /// overflow) is stored as `m == 0` and handled as the identity.
 #[derive(Clone, Copy)]
 pub(super) struct Divisor {
-    d: u32,
+    pub(super) d: u32,
     m: u64,
 }
 
@@ -441,7 +443,7 @@ impl Divisor {
     }
 
     #[inline(always)]
-    fn div(self, n: u32) -> u32 {
+    pub(super) fn div(self, n: u32) -> u32 {
         if self.m == 0 {
             n
         } else {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::cells::ShardedCells;
 use super::exemplar::{Exemplar, ExemplarError};
+use super::native::NativeTable;
 use crate::schema::{HistogramDesc, HistogramValue};
 
 /// A monotonic `u64` counter series.
@@ -189,6 +190,8 @@ pub struct Histogram {
     /// The series' first exemplar slot plus one (one slot per classic bucket including
     /// `+Inf`, or a single slot for a native-only family); 0 without exemplars. In padding.
     exemplar: u32,
+    /// The cell lookup of the native buckets, if the family has them (see `native.rs`).
+    native: Option<&'static NativeTable>,
 }
 
 /// The layout of a no-op handle: no buckets (and no cells to write them to).
@@ -208,6 +211,7 @@ impl Default for Histogram {
             desc: &NOOP_DESC,
             base: 0,
             exemplar: 0,
+            native: None,
         }
     }
 }
@@ -253,12 +257,15 @@ impl Histogram {
         cells: &'static ShardedCells,
         desc: &'static HistogramDesc,
         base: u32,
+        native: Option<&'static NativeTable>,
     ) -> Histogram {
+        debug_assert_eq!(desc.native.is_some(), native.is_some());
         Histogram {
             cells: Some(cells),
             desc,
             base,
             exemplar: 0,
+            native,
         }
     }
 
@@ -268,11 +275,12 @@ impl Histogram {
         cells: &'static ShardedCells,
         desc: &'static HistogramDesc,
         base: u32,
+        native: Option<&'static NativeTable>,
         first_slot: u32,
     ) -> Histogram {
         Histogram {
             exemplar: first_slot + 1,
-            ..Histogram::new(cells, desc, base)
+            ..Histogram::new(cells, desc, base, native)
         }
     }
 
@@ -335,11 +343,11 @@ impl Histogram {
             let desc = self.desc;
             let base = self.base as usize;
             let sum = base + desc.sum_offset();
-            match &desc.native {
+            match self.native {
                 // Upper-inclusive buckets: the first bound >= v; past the last bound is `+Inf`.
                 None => cells.observe(base + bucket_of(desc.bounds, v), sum, v),
                 Some(native) => {
-                    let cell = base + desc.native_offset() + native.cell_of(v, bucket_of);
+                    let cell = base + desc.native_offset() + native.cell(v, bucket_of);
                     if desc.classic {
                         let bucket = base + bucket_of(desc.bounds, v);
                         cells.observe2(bucket, cell, sum, v);

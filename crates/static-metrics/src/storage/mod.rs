@@ -6,6 +6,7 @@
 pub mod cells;
 pub mod exemplar;
 pub mod handle;
+pub mod native;
 pub mod open;
 pub mod shard;
 pub mod store;

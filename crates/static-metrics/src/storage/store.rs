@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::cells::{AtomicArray, ShardedCells};
 use super::handle::{Counter, FloatGauge, Gauge, Histogram};
+use super::native::NativeTable;
 use super::open::OpenSet;
 use crate::schema::{DomainId, DomainKind, FamilyDesc, FamilyKind, GaugeValue, Schema, Series};
 
@@ -23,6 +24,8 @@ pub struct Store {
     /// timestamp (`_created`, `created_timestamp`) of counters and histograms.
     created: AtomicArray,
     open: Box<[Option<OpenSet>]>,
+    /// The native-bucket lookup of each family with native buckets, by family index.
+    native: Box<[Option<&'static NativeTable>]>,
 }
 
 impl Store {
@@ -43,6 +46,7 @@ impl Store {
             presence: AtomicArray::zeroed(schema.series_slots.div_ceil(64)),
             created: AtomicArray::zeroed(schema.series_slots),
             open,
+            native: super::native::tables(schema),
         }))
     }
 
@@ -191,11 +195,12 @@ impl Store {
                 FamilyKind::Histogram(desc) => {
                     self.mark(f, series.index);
                     let base = f.cell_base + series.index * f.cells_per_series;
+                    let native = self.native[series.family.0 as usize];
                     if f.exemplars_per_series == 0 {
-                        Histogram::new(&self.shards, desc, base)
+                        Histogram::new(&self.shards, desc, base, native)
                     } else {
                         let first = f.exemplar_base + series.index * f.exemplars_per_series;
-                        Histogram::with_exemplars(&self.shards, desc, base, first)
+                        Histogram::with_exemplars(&self.shards, desc, base, native, first)
                     }
                 }
                 _ => {
