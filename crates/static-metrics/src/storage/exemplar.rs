@@ -65,6 +65,9 @@ const DATA: usize = 4;
 /// label length, label bytes.
 pub const SLOT_WORDS: usize = DATA + DATA_WORDS;
 
+const TRACE_ID: &str = "trace_id";
+const SPAN_ID: &str = "span_id";
+
 /// How often a scrape retries a slot that changed under it before leaving it out.
 pub const READ_ATTEMPTS: usize = 4;
 
@@ -172,59 +175,77 @@ impl<'a> Exemplar<'a> {
     /// Checks the label set against the OpenMetrics rules and the slot capacity without
     /// recording anything; recording checks the same.
     pub fn validate(&self) -> Result<(), ExemplarError> {
-        let mut buf = [0u8; MAX_EXEMPLAR_BYTES];
-        self.encode(&mut buf).map(|_| ())
+        self.encoded_len().map(|_| ())
     }
 
-    /// Writes the pairs as `name_len name value_len value …` into `buf`; the length used.
+    /// The length of the label encoding (`name_len name value_len value …`), once the label
+    /// set passed every check: names, duplicates, the character and byte budgets.
     ///
-    /// Performance tip: this is most of an exemplar's cost, so the common case is kept
-    /// short: the names of [`Exemplar::trace`] are known valid and distinct (no checks), and
+    /// Performance tip: this runs before the slot is claimed and the bytes are then written
+    /// straight into the slot's words, so nothing is encoded twice. For
+    /// [`Exemplar::trace`] it is two additions: the names are known valid and distinct, and
     /// characters are only counted when the bytes exceed the budget (a character is at least
     /// a byte, so at most 128 bytes are at most 128 characters).
-    fn encode(&self, buf: &mut [u8; MAX_EXEMPLAR_BYTES]) -> Result<usize, ExemplarError> {
-        let checked = matches!(self.labels, Labels::Pairs(_));
-        let (mut len, mut text_bytes) = (0usize, 0usize);
-        let mut names: [&'a str; 8] = [""; 8];
-        let mut named = 0usize;
-        self.for_each_pair(|name, value| {
-            if checked {
-                if !is_valid_label_name(name) {
-                    return Err(ExemplarError::InvalidLabelName);
-                }
-                // Duplicate names would make an invalid label set; a short list is checked
-                // exactly, longer ones only against their first eight names (cheap, and a
-                // caller with that many pairs is writing them by hand).
-                if names[..named.min(8)].contains(&name) {
-                    return Err(ExemplarError::DuplicateLabelName);
-                }
-                if named < 8 {
-                    names[named] = name;
-                }
-                named += 1;
+    #[inline]
+    fn encoded_len(&self) -> Result<usize, ExemplarError> {
+        let (len, text_bytes) = match self.labels {
+            Labels::Trace { trace_id, span_id } => {
+                let span = span_id.map_or(0, |s| 2 + SPAN_ID.len() + s.len());
+                let text = TRACE_ID.len()
+                    + trace_id.len()
+                    + span_id.map_or(0, |s| SPAN_ID.len() + s.len());
+                (2 + TRACE_ID.len() + trace_id.len() + span, text)
             }
-            let need = 2 + name.len() + value.len();
-            if len + need > MAX_EXEMPLAR_BYTES {
-                // Report the character budget first when that is what is exceeded.
-                return Err(if self.chars() > MAX_EXEMPLAR_CHARS {
-                    ExemplarError::TooLong
-                } else {
-                    ExemplarError::TooManyBytes
-                });
-            }
-            text_bytes += name.len() + value.len();
-            buf[len] = name.len() as u8;
-            buf[len + 1..len + 1 + name.len()].copy_from_slice(name.as_bytes());
-            let at = len + 1 + name.len();
-            buf[at] = value.len() as u8;
-            buf[at + 1..at + 1 + value.len()].copy_from_slice(value.as_bytes());
-            len += need;
-            Ok(())
-        })?;
+            Labels::Pairs(pairs) => Self::check_pairs(pairs)?,
+        };
+        // A name or value longer than 255 bytes is over the byte budget, so its one-byte
+        // length prefix never overflows once this passed.
+        if len > MAX_EXEMPLAR_BYTES {
+            // Report the character budget first when that is what is exceeded.
+            return Err(if self.chars() > MAX_EXEMPLAR_CHARS {
+                ExemplarError::TooLong
+            } else {
+                ExemplarError::TooManyBytes
+            });
+        }
         if text_bytes > MAX_EXEMPLAR_CHARS && self.chars() > MAX_EXEMPLAR_CHARS {
             return Err(ExemplarError::TooLong);
         }
         Ok(len)
+    }
+
+    /// Checks arbitrary pairs' names; the encoding's length and the text's bytes.
+    fn check_pairs(pairs: &[(&str, &str)]) -> Result<(usize, usize), ExemplarError> {
+        let (mut len, mut text_bytes) = (0usize, 0usize);
+        for (i, &(name, value)) in pairs.iter().enumerate() {
+            if !is_valid_label_name(name) {
+                return Err(ExemplarError::InvalidLabelName);
+            }
+            // Duplicate names would make an invalid label set; a short list is checked
+            // exactly, longer ones only against their first eight names (cheap, and a
+            // caller with that many pairs is writing them by hand).
+            if pairs[..i.min(8)].iter().any(|&(n, _)| n == name) {
+                return Err(ExemplarError::DuplicateLabelName);
+            }
+            len = len.saturating_add(2 + name.len() + value.len());
+            text_bytes = text_bytes.saturating_add(name.len() + value.len());
+        }
+        Ok((len, text_bytes))
+    }
+
+    /// Writes the encoding into `out` (its length already checked by
+    /// [`encoded_len`](Self::encoded_len)).
+    #[inline]
+    fn write_to(&self, out: &mut WordWriter<'_>) {
+        match self.labels {
+            Labels::Trace { trace_id, span_id } => {
+                out.pair(TRACE_ID, trace_id);
+                if let Some(span) = span_id {
+                    out.pair(SPAN_ID, span);
+                }
+            }
+            Labels::Pairs(pairs) => pairs.iter().for_each(|&(n, v)| out.pair(n, v)),
+        }
     }
 
     /// Characters of every name and value (names are ASCII once validated).
@@ -272,6 +293,114 @@ impl fmt::Display for ExemplarError {
 
 impl std::error::Error for ExemplarError {}
 
+/// Packs bytes into a slot's label words, little-endian, storing each word once it is full.
+///
+/// The caller checked that everything written fits [`MAX_EXEMPLAR_BYTES`]; a write past the
+/// last word is dropped (never a panic), which cannot happen after that check.
+struct WordWriter<'w> {
+    words: &'w [AtomicU64; DATA_WORDS],
+    next: usize,
+    /// Bytes not yet stored, in the low `fill` bytes.
+    acc: u64,
+    fill: usize,
+}
+
+impl WordWriter<'_> {
+    #[inline(always)]
+    fn store(&mut self, word: u64) {
+        if let Some(cell) = self.words.get(self.next) {
+            cell.store(word, Ordering::Relaxed);
+        }
+        self.next += 1;
+    }
+
+    /// One length-prefixed name and value.
+    #[inline(always)]
+    fn pair(&mut self, name: &str, value: &str) {
+        self.byte(name.len() as u8);
+        self.bytes(name.as_bytes());
+        self.byte(value.len() as u8);
+        self.bytes(value.as_bytes());
+    }
+
+    #[inline(always)]
+    fn byte(&mut self, b: u8) {
+        self.acc |= u64::from(b) << (self.fill * 8);
+        self.fill += 1;
+        if self.fill == 8 {
+            self.store(self.acc);
+            self.acc = 0;
+            self.fill = 0;
+        }
+    }
+
+    #[inline(always)]
+    fn bytes(&mut self, mut b: &[u8]) {
+        // Whole 8-byte loads, each split across the pending word and the next one.
+        while let Some((chunk, rest)) = b.split_first_chunk::<8>() {
+            let x = u64::from_le_bytes(*chunk);
+            if self.fill == 0 {
+                self.store(x);
+            } else {
+                let shift = self.fill * 8;
+                self.store(self.acc | (x << shift));
+                self.acc = x >> (64 - shift);
+            }
+            b = rest;
+        }
+        // The tail, under eight bytes.
+        let n = b.len();
+        if n == 0 {
+            return;
+        }
+        let x = load_partial(b);
+        let shift = self.fill * 8;
+        self.acc |= x << shift;
+        let filled = self.fill + n;
+        if filled >= 8 {
+            self.store(self.acc);
+            // `shift` is not 0 here (fill + n >= 8 with n < 8), so the shift is in range.
+            self.acc = x >> (64 - shift);
+            self.fill = filled - 8;
+        } else {
+            self.fill = filled;
+        }
+    }
+
+    /// Stores the last, partly filled word.
+    #[inline(always)]
+    fn finish(mut self) {
+        if self.fill != 0 {
+            self.store(self.acc);
+        }
+    }
+}
+
+/// Up to seven bytes as a little-endian word (zero above them), with at most three loads.
+#[inline(always)]
+fn load_partial(b: &[u8]) -> u64 {
+    let n = b.len();
+    let (mut x, mut at) = (0u64, 0usize);
+    if n & 4 != 0 {
+        if let Some(c) = b.first_chunk::<4>() {
+            x = u64::from(u32::from_le_bytes(*c));
+        }
+        at = 4;
+    }
+    if n & 2 != 0 {
+        if let Some(c) = b.get(at..).and_then(<[u8]>::first_chunk::<2>) {
+            x |= u64::from(u16::from_le_bytes(*c)) << (at * 8);
+        }
+        at += 2;
+    }
+    if n & 1 != 0 {
+        if let Some(&c) = b.get(at) {
+            x |= u64::from(c) << (at * 8);
+        }
+    }
+    x
+}
+
 /// Every exemplar slot of one store.
 pub struct ExemplarSlots {
     words: AtomicArray,
@@ -303,18 +432,22 @@ impl ExemplarSlots {
     }
 
     /// Records `exemplar` with `value` in `slot` (latest wins; see the module docs).
+    #[inline]
     pub fn record(
         &self,
         slot: usize,
         exemplar: &Exemplar<'_>,
         value: f64,
     ) -> Result<(), ExemplarError> {
-        if slot >= self.slots {
+        let len = exemplar.encoded_len()?;
+        let Some(w) = self
+            .words
+            .as_slice()
+            .get(slot * SLOT_WORDS..(slot + 1) * SLOT_WORDS)
+        else {
             return Err(ExemplarError::NotDeclared);
-        }
-        let mut buf = [0u8; MAX_EXEMPLAR_BYTES];
-        let len = exemplar.encode(&mut buf)?;
-        let w = self.slot(slot);
+        };
+        let w: &[AtomicU64; SLOT_WORDS] = w.try_into().map_err(|_| ExemplarError::NotDeclared)?;
         let s = w[SEQ].load(Ordering::Relaxed);
         if s & 1 == 1
             || w[SEQ]
@@ -329,12 +462,19 @@ impl ExemplarSlots {
         w[VALUE].store(value.to_bits(), Ordering::Relaxed);
         w[TIMESTAMP].store(exemplar.timestamp, Ordering::Relaxed);
         w[LEN].store(len as u64, Ordering::Relaxed);
-        // Whole words straight from the zeroed buffer (bytes past `len` are 0): fixed 8-byte
-        // loads, no per-chunk copy.
-        for (i, cell) in w[DATA..DATA + len.div_ceil(8)].iter().enumerate() {
-            let word: [u8; 8] = buf[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]);
-            cell.store(u64::from_le_bytes(word), Ordering::Relaxed);
-        }
+        // The label bytes go straight into the slot's words, eight at a time, built in a
+        // register: no intermediate buffer to zero and copy.
+        let data: &[AtomicU64; DATA_WORDS] = w[DATA..]
+            .try_into()
+            .map_err(|_| ExemplarError::NotDeclared)?;
+        let mut out = WordWriter {
+            words: data,
+            next: 0,
+            acc: 0,
+            fill: 0,
+        };
+        exemplar.write_to(&mut out);
+        out.finish();
         // Sequence 0 means "never written"; skip it if the sequence ever wraps.
         let next = match s.wrapping_add(2) {
             0 => 2,
