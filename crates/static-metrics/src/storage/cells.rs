@@ -50,7 +50,7 @@ fn layout(len: usize) -> Layout {
     Layout::array::<AtomicU64>(len.max(1)).expect("cell array size overflows")
 }
 
-fn alloc_cells(len: usize) -> *mut AtomicU64 {
+pub(super) fn alloc_cells(len: usize) -> *mut AtomicU64 {
     let layout = layout(len);
     // SAFETY: the layout has a non-zero size; all-zero bytes are a valid `AtomicU64`.
     let p = unsafe { alloc_zeroed(layout) } as *mut AtomicU64;
@@ -60,7 +60,7 @@ fn alloc_cells(len: usize) -> *mut AtomicU64 {
     p
 }
 
-fn free_cells(p: *mut AtomicU64, len: usize) {
+pub(super) fn free_cells(p: *mut AtomicU64, len: usize) {
     // SAFETY: `p` came from `alloc_cells(len)` and is freed once.
     unsafe { dealloc(p as *mut u8, layout(len)) }
 }

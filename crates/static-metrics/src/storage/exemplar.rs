@@ -47,10 +47,14 @@
 //! [`Exemplar::at_unix_nanos`] to stamp one.
 
 use std::fmt;
-use std::sync::atomic::{fence, AtomicU64, Ordering};
+use std::ptr;
+use std::sync::atomic::{fence, AtomicPtr, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::cells::AtomicArray;
+use crossbeam_utils::CachePadded;
+
+use super::cells::{alloc_cells, free_cells};
+use super::shard::{self, EXCLUSIVE_SHARDS, TABLE_SLOTS};
 use crate::format::escape::is_valid_label_name;
 
 /// The OpenMetrics limit on an exemplar's label set: names and values together, in UTF-8
@@ -409,18 +413,36 @@ fn load_partial(b: &[u8]) -> u64 {
     x
 }
 
-/// Every exemplar slot of one store.
+/// Every exemplar slot of one store, one copy per shard that records exemplars.
+///
+/// Each thread writes the copy of its own shard (see `storage/shard.rs`), so an exclusive
+/// shard's slot has a single writer and is written with plain seqlock stores, no CAS; only
+/// the shared shard's copy, which threads beyond the exclusive shards share, keeps the
+/// try-lock. A shard's copy is allocated (zero pages) on its first exemplar.
 pub struct ExemplarSlots {
-    words: AtomicArray,
     slots: usize,
+    /// The copy of each exclusive shard, by shard. Entries from [`shard::SHARED`] on stay
+    /// null (the shared shard's copy is `shared`), so the fast path needs no branch on which
+    /// kind of shard it writes: null sends it out of line.
+    copies: [AtomicPtr<AtomicU64>; TABLE_SLOTS],
+    shared: AtomicPtr<AtomicU64>,
+    /// Bumped by every read of a slot; writers stamp their exemplar with it, and the read
+    /// keeps the copy with the highest stamp (see [`read`](Self::read)).
+    epoch: CachePadded<AtomicU64>,
 }
+
+/// The stamp shares the length word: the length needs 9 bits, the stamp gets the top 48.
+const STAMP_SHIFT: u32 = 16;
+const LEN_MASK: u64 = (1 << STAMP_SHIFT) - 1;
 
 impl ExemplarSlots {
     /// `slots` empty slots.
     pub fn new(slots: usize) -> ExemplarSlots {
         ExemplarSlots {
-            words: AtomicArray::zeroed(slots * SLOT_WORDS),
             slots,
+            copies: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
+            shared: AtomicPtr::new(ptr::null_mut()),
+            epoch: CachePadded::new(AtomicU64::new(0)),
         }
     }
 
@@ -434,9 +456,23 @@ impl ExemplarSlots {
         self.slots == 0
     }
 
-    #[inline]
-    fn slot(&self, slot: usize) -> &[AtomicU64] {
-        &self.words.as_slice()[slot * SLOT_WORDS..(slot + 1) * SLOT_WORDS]
+    /// Every copy's pointer with whether its shard has a single writer: the exclusive
+    /// shards', then the shared shard's.
+    fn copies(&self) -> impl Iterator<Item = &AtomicPtr<AtomicU64>> {
+        self.copies[..EXCLUSIVE_SHARDS]
+            .iter()
+            .chain(std::iter::once(&self.shared))
+    }
+
+    /// Slot `slot` of a copy.
+    ///
+    /// # Safety
+    /// `copy` is a non-null pointer of this store's copies and `slot < self.slots`.
+    #[inline(always)]
+    unsafe fn words(copy: *mut AtomicU64, slot: usize) -> &'static [AtomicU64; SLOT_WORDS] {
+        // SAFETY: a copy holds `slots * SLOT_WORDS` atomics and lives as long as the store
+        // (the caller's borrow of it bounds every use of the reference).
+        unsafe { &*(copy.add(slot * SLOT_WORDS) as *const [AtomicU64; SLOT_WORDS]) }
     }
 
     /// Records `exemplar` with `value` in `slot` (latest wins; see the module docs).
@@ -447,15 +483,96 @@ impl ExemplarSlots {
         exemplar: &Exemplar<'_>,
         value: f64,
     ) -> Result<(), ExemplarError> {
-        let len = exemplar.encoded_len()?;
-        let Some(w) = self
-            .words
-            .as_slice()
-            .get(slot * SLOT_WORDS..(slot + 1) * SLOT_WORDS)
-        else {
+        if slot >= self.slots {
             return Err(ExemplarError::NotDeclared);
+        }
+        let len = exemplar.encoded_len()?;
+        // The mask keeps the index in bounds without a check (the shard is always below
+        // `TABLE_SLOTS`). Acquire pairs with the release in `copy`, so the zeroed memory is
+        // visible; on x86 it is a plain load.
+        let p =
+            self.copies[shard::current_or_unassigned() & (TABLE_SLOTS - 1)].load(Ordering::Acquire);
+        if p.is_null() {
+            return self.record_on(shard::current(), slot, exemplar, value, len);
+        }
+        // SAFETY: non-null entries are this store's copies; `slot < self.slots`.
+        let w = unsafe { Self::words(p, slot) };
+        self.write_single(w, exemplar, value, len);
+        Ok(())
+    }
+
+    /// The out-of-line path: the thread's first exemplar in this store (its shard's copy is
+    /// allocated), or a thread on the shared shard.
+    #[cold]
+    fn record_on(
+        &self,
+        shard: usize,
+        slot: usize,
+        exemplar: &Exemplar<'_>,
+        value: f64,
+        len: usize,
+    ) -> Result<(), ExemplarError> {
+        let exclusive = shard::is_exclusive(shard);
+        let entry = if exclusive {
+            &self.copies[shard]
+        } else {
+            &self.shared
         };
-        let w: &[AtomicU64; SLOT_WORDS] = w.try_into().map_err(|_| ExemplarError::NotDeclared)?;
+        let p = self.copy(entry);
+        // SAFETY: `copy` returns one of this store's copies; `slot < self.slots`.
+        let w = unsafe { Self::words(p, slot) };
+        if exclusive {
+            self.write_single(w, exemplar, value, len);
+            Ok(())
+        } else {
+            self.write_shared(w, exemplar, value, len)
+        }
+    }
+
+    /// The copy behind `entry`, allocated on first use.
+    fn copy(&self, entry: &AtomicPtr<AtomicU64>) -> *mut AtomicU64 {
+        let p = entry.load(Ordering::Acquire);
+        if !p.is_null() {
+            return p;
+        }
+        let fresh = alloc_cells(self.slots * SLOT_WORDS);
+        match entry.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => fresh,
+            Err(winner) => {
+                // Only the shared shard has several writers that can race here.
+                free_cells(fresh, self.slots * SLOT_WORDS);
+                winner
+            }
+        }
+    }
+
+    /// A single writer's seqlock write: odd sequence, release fence, data, even sequence
+    /// with release. No other thread writes this slot, so no claim is needed.
+    #[inline(always)]
+    fn write_single(
+        &self,
+        w: &[AtomicU64; SLOT_WORDS],
+        exemplar: &Exemplar<'_>,
+        value: f64,
+        len: usize,
+    ) {
+        let s = w[SEQ].load(Ordering::Relaxed);
+        w[SEQ].store(s | 1, Ordering::Relaxed);
+        // Orders the odd sequence before every data store: a reader whose loads see any of
+        // them sees the odd sequence after its acquire fence.
+        fence(Ordering::Release);
+        self.fill(w, exemplar, value, len);
+        w[SEQ].store(next_even(s), Ordering::Release);
+    }
+
+    /// The shared shard's write: the sequence is claimed with a CAS first (try-lock).
+    fn write_shared(
+        &self,
+        w: &[AtomicU64; SLOT_WORDS],
+        exemplar: &Exemplar<'_>,
+        value: f64,
+        len: usize,
+    ) -> Result<(), ExemplarError> {
         let s = w[SEQ].load(Ordering::Relaxed);
         if s & 1 == 1
             || w[SEQ]
@@ -464,17 +581,25 @@ impl ExemplarSlots {
         {
             return Err(ExemplarError::Contended);
         }
-        // Orders the claim (odd sequence) before every data store: a reader whose loads see
-        // any of them sees the odd sequence after its acquire fence.
         fence(Ordering::Release);
+        self.fill(w, exemplar, value, len);
+        w[SEQ].store(next_even(s), Ordering::Release);
+        Ok(())
+    }
+
+    /// The data words of a claimed slot.
+    #[inline(always)]
+    fn fill(&self, w: &[AtomicU64; SLOT_WORDS], exemplar: &Exemplar<'_>, value: f64, len: usize) {
+        let stamp = self.epoch.load(Ordering::Relaxed) << STAMP_SHIFT;
         w[VALUE].store(value.to_bits(), Ordering::Relaxed);
         w[TIMESTAMP].store(exemplar.timestamp, Ordering::Relaxed);
-        w[LEN].store(len as u64, Ordering::Relaxed);
+        w[LEN].store(len as u64 | stamp, Ordering::Relaxed);
         // The label bytes go straight into the slot's words, eight at a time, built in a
         // register: no intermediate buffer to zero and copy.
-        let data: &[AtomicU64; DATA_WORDS] = w[DATA..]
-            .try_into()
-            .map_err(|_| ExemplarError::NotDeclared)?;
+        let (_, data) = w.split_at(DATA);
+        let Ok(data) = <&[AtomicU64; DATA_WORDS]>::try_from(data) else {
+            return;
+        };
         let mut out = WordWriter {
             words: data,
             next: 0,
@@ -483,61 +608,119 @@ impl ExemplarSlots {
         };
         exemplar.write_to(&mut out);
         out.finish();
-        // Sequence 0 means "never written"; skip it if the sequence ever wraps.
-        let next = match s.wrapping_add(2) {
-            0 => 2,
-            n => n,
-        };
-        w[SEQ].store(next, Ordering::Release);
-        Ok(())
     }
 
-    /// Copies a consistent exemplar of `slot` into `out` (its label encoding appended to
-    /// `labels`); `None` if the slot is empty, out of range, or kept changing under the reader.
+    /// Copies the latest consistent exemplar of `slot` into `out` (its label encoding
+    /// appended to `labels`); `None` if no shard holds one, the slot is out of range, or
+    /// every copy kept changing under the reader.
+    ///
+    /// "Latest" across shards: each read bumps the store's epoch and every exemplar carries
+    /// the epoch its writer saw, so one recorded after a read of the slot beats one recorded
+    /// before it. Among copies with the same epoch (recorded between the same two reads:
+    /// equally recent at scrape resolution) the one with the later timestamp wins, then the
+    /// higher shard. Each shard's copy is itself latest-wins.
     pub fn read(&self, slot: usize, labels: &mut Vec<u8>) -> Option<StoredExemplar> {
         if slot >= self.slots {
             return None;
         }
-        let w = self.slot(slot);
-        let mut data = [0u64; DATA_WORDS];
-        for _ in 0..READ_ATTEMPTS {
-            let s1 = w[SEQ].load(Ordering::Acquire);
-            if s1 == 0 {
-                return None;
+        self.epoch.fetch_add(1, Ordering::Relaxed);
+        let mut best: Option<Copied> = None;
+        let mut cand = Copied::default();
+        for entry in self.copies() {
+            let p = entry.load(Ordering::Acquire);
+            if p.is_null() {
+                continue;
             }
-            if s1 & 1 == 0 {
-                let value = w[VALUE].load(Ordering::Relaxed);
-                let timestamp = w[TIMESTAMP].load(Ordering::Relaxed);
-                // Clamped: a length read while a writer changes it is discarded below, but it
-                // must not send the copy out of the slot first.
-                let len = (w[LEN].load(Ordering::Relaxed) as usize).min(MAX_EXEMPLAR_BYTES);
-                let words = len.div_ceil(8);
-                for (d, c) in data[..words].iter_mut().zip(&w[DATA..DATA + words]) {
-                    *d = c.load(Ordering::Relaxed);
-                }
-                fence(Ordering::Acquire);
-                if w[SEQ].load(Ordering::Relaxed) == s1 {
-                    // Room for a whole slot whatever this one holds: the buffer grows only
-                    // when the set of exemplars does (a bucket's first exemplar), not with
-                    // the lengths of the labels that replace each other.
-                    labels.reserve(MAX_EXEMPLAR_BYTES);
-                    let start = labels.len();
-                    for d in &data[..words] {
-                        labels.extend_from_slice(&d.to_le_bytes());
-                    }
-                    labels.truncate(start + len);
-                    return Some(StoredExemplar {
-                        value: f64::from_bits(value),
-                        timestamp,
-                        start: start as u32,
-                        len: len as u16,
-                    });
-                }
+            // SAFETY: non-null entries are this store's copies; `slot < self.slots`.
+            let w = unsafe { Self::words(p, slot) };
+            if !read_copy(w, &mut cand) {
+                continue;
             }
-            std::hint::spin_loop();
+            let key = (cand.len_word >> STAMP_SHIFT, cand.timestamp);
+            if best
+                .as_ref()
+                .is_none_or(|b| key >= (b.len_word >> STAMP_SHIFT, b.timestamp))
+            {
+                best = Some(cand.clone());
+            }
         }
-        None
+        let best = best?;
+        let len = ((best.len_word & LEN_MASK) as usize).min(MAX_EXEMPLAR_BYTES);
+        // Room for a whole slot whatever this one holds: the buffer grows only when the set
+        // of exemplars does (a bucket's first exemplar), not with the lengths of the labels
+        // that replace each other.
+        labels.reserve(MAX_EXEMPLAR_BYTES);
+        let start = labels.len();
+        for d in &best.data[..len.div_ceil(8)] {
+            labels.extend_from_slice(&d.to_le_bytes());
+        }
+        labels.truncate(start + len);
+        Some(StoredExemplar {
+            value: f64::from_bits(best.value),
+            timestamp: best.timestamp,
+            start: start as u32,
+            len: len as u16,
+        })
     }
+}
+
+impl Drop for ExemplarSlots {
+    fn drop(&mut self) {
+        for entry in self.copies() {
+            let p = entry.load(Ordering::Acquire);
+            if !p.is_null() {
+                free_cells(p, self.slots * SLOT_WORDS);
+            }
+        }
+    }
+}
+
+/// The sequence after a write that started at the even `s`; 0 means "never written", so it
+/// is skipped if the sequence ever wraps.
+#[inline(always)]
+fn next_even(s: u64) -> u64 {
+    match s.wrapping_add(2) {
+        0 => 2,
+        n => n,
+    }
+}
+
+/// One copy's words as a read saw them.
+#[derive(Clone, Default)]
+struct Copied {
+    value: u64,
+    timestamp: u64,
+    len_word: u64,
+    data: [u64; DATA_WORDS],
+}
+
+/// The seqlock read of one copy of a slot into `out`; false if it is empty or kept changing.
+fn read_copy(w: &[AtomicU64; SLOT_WORDS], out: &mut Copied) -> bool {
+    for _ in 0..READ_ATTEMPTS {
+        let s1 = w[SEQ].load(Ordering::Acquire);
+        if s1 == 0 {
+            return false;
+        }
+        if s1 & 1 == 0 {
+            out.value = w[VALUE].load(Ordering::Relaxed);
+            out.timestamp = w[TIMESTAMP].load(Ordering::Relaxed);
+            out.len_word = w[LEN].load(Ordering::Relaxed);
+            // Clamped: a length read while a writer changes it is discarded below, but it
+            // must not send the copy out of the slot first.
+            let words = ((out.len_word & LEN_MASK) as usize)
+                .min(MAX_EXEMPLAR_BYTES)
+                .div_ceil(8);
+            for (d, c) in out.data[..words].iter_mut().zip(&w[DATA..DATA + words]) {
+                *d = c.load(Ordering::Relaxed);
+            }
+            fence(Ordering::Acquire);
+            if w[SEQ].load(Ordering::Relaxed) == s1 {
+                return true;
+            }
+        }
+        std::hint::spin_loop();
+    }
+    false
 }
 
 /// One exemplar as a scrape copied it: the value, the timestamp (0: none) and where its label
@@ -738,20 +921,90 @@ mod tests {
             .all(|((n, v), want)| n == want && v.is_empty()));
     }
 
+    impl ExemplarSlots {
+        /// Slot `slot` of `shard`'s copy (allocated if needed), to tamper with.
+        fn words_of(&self, shard: usize, slot: usize) -> &[AtomicU64; SLOT_WORDS] {
+            let entry = if shard::is_exclusive(shard) {
+                &self.copies[shard]
+            } else {
+                &self.shared
+            };
+            // SAFETY: `copy` returns one of this store's copies; tests pass `slot < slots`.
+            unsafe { Self::words(self.copy(entry), slot) }
+        }
+
+        fn record_as(
+            &self,
+            shard: usize,
+            slot: usize,
+            e: &Exemplar<'_>,
+        ) -> Result<(), ExemplarError> {
+            let len = e.encoded_len()?;
+            self.record_on(shard, slot, e, 1.0, len)
+        }
+    }
+
+    fn trace_of(slots: &ExemplarSlots) -> Option<String> {
+        pairs(slots, 0).map(|(p, _, _)| p[0].1.clone())
+    }
+
     #[test]
-    fn a_slot_being_written_is_skipped_and_contended_writers_drop() {
+    fn a_slot_being_written_is_skipped_and_contended_shared_writers_drop() {
         let slots = ExemplarSlots::new(1);
-        slots.record(0, &Exemplar::trace_id("old"), 1.0).unwrap();
-        // Simulate a writer holding the slot (odd sequence).
-        let w = slots.slot(0);
+        slots
+            .record_as(shard::SHARED, 0, &Exemplar::trace_id("old"))
+            .unwrap();
+        // Simulate a writer holding the shared copy (odd sequence).
+        let w = slots.words_of(shard::SHARED, 0);
         let s = w[SEQ].load(Ordering::Relaxed);
         w[SEQ].store(s + 1, Ordering::Relaxed);
         assert_eq!(pairs(&slots, 0), None);
         assert_eq!(
-            slots.record(0, &Exemplar::trace_id("new"), 2.0),
+            slots.record_as(shard::SHARED, 0, &Exemplar::trace_id("new")),
             Err(ExemplarError::Contended)
         );
         w[SEQ].store(s, Ordering::Relaxed);
-        assert_eq!(pairs(&slots, 0).unwrap().0[0].1, "old");
+        assert_eq!(trace_of(&slots).as_deref(), Some("old"));
+    }
+
+    #[test]
+    fn the_latest_copy_across_shards_wins_and_a_copy_being_written_is_passed_over() {
+        let slots = ExemplarSlots::new(1);
+        slots.record_as(5, 0, &Exemplar::trace_id("b")).unwrap();
+        assert_eq!(trace_of(&slots).as_deref(), Some("b"));
+        // Recorded after that read: newer, although on a lower shard.
+        slots.record_as(3, 0, &Exemplar::trace_id("c")).unwrap();
+        assert_eq!(trace_of(&slots).as_deref(), Some("c"));
+        assert_eq!(
+            trace_of(&slots).as_deref(),
+            Some("c"),
+            "stable without writes"
+        );
+        // Shard 3's copy being rewritten: the read falls back to shard 5's.
+        let w = slots.words_of(3, 0);
+        let s = w[SEQ].load(Ordering::Relaxed);
+        w[SEQ].store(s + 1, Ordering::Relaxed);
+        assert_eq!(trace_of(&slots).as_deref(), Some("b"));
+        w[SEQ].store(s, Ordering::Relaxed);
+        // Recorded between the same two reads: the later timestamp wins, whatever the shard.
+        let _ = trace_of(&slots);
+        slots
+            .record_as(1, 0, &Exemplar::trace_id("late").at_unix_nanos(9))
+            .unwrap();
+        slots
+            .record_as(2, 0, &Exemplar::trace_id("early").at_unix_nanos(5))
+            .unwrap();
+        slots
+            .record_as(
+                shard::SHARED,
+                0,
+                &Exemplar::trace_id("mid").at_unix_nanos(7),
+            )
+            .unwrap();
+        assert_eq!(trace_of(&slots).as_deref(), Some("late"));
+        // A single writer's own copy: latest wins, the sequence stays even between writes.
+        slots.record_as(2, 0, &Exemplar::trace_id("again")).unwrap();
+        assert_eq!(trace_of(&slots).as_deref(), Some("again"));
+        assert_eq!(slots.words_of(2, 0)[SEQ].load(Ordering::Relaxed), 4);
     }
 }
