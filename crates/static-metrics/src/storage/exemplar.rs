@@ -1,45 +1,74 @@
 //! Exemplars: one "latest wins" slot per counter series and per histogram bucket of the
-//! families that declare `exemplars = true`, written and read without a lock.
+//! families that declare `exemplars = true` (one copy per writing shard), written and read
+//! without a lock.
 //!
-//! # The slot protocol (a sequence lock with a try-lock writer)
+//! # Per-shard copies
+//!
+//! Every slot exists once per shard (`storage/shard.rs`): a thread writes the copy of its own
+//! shard, as it does for its counter and histogram cells. A shard's copy of a store's slots is
+//! allocated on the shard's first exemplar in that store. An exclusive shard has one writer,
+//! so its copy is written without any claim (plain seqlock stores, below); the
+//! [`SHARED`](super::shard::SHARED) shard, which threads beyond the exclusive ones share,
+//! keeps the try-lock. A scrape reads every shard's copy of the slot and keeps one (below).
+//!
+//! # The slot protocol (a sequence lock)
 //!
 //! A slot is [`SLOT_WORDS`] atomic words: a sequence word, the value's bits, the timestamp,
-//! the label encoding's length, then the label bytes packed eight to a word. The sequence is
-//! even while the slot is stable (0: never written) and odd while a writer fills it.
+//! the label encoding's length (low 16 bits) with the epoch stamp (the rest), then the label
+//! bytes packed eight to a word. The sequence is even while the slot is stable (0: never
+//! written) and odd while a writer fills it.
 //!
-//! - **Writer**: loads the sequence `s`; if it is odd another writer is filling the slot and
+//! - **Single writer** (exclusive shard): loads the sequence `s` (even: no one else writes
+//!   it), stores `s + 1` (relaxed), a release fence orders that before the data, the data
+//!   words are stored (relaxed), and a release store of `s + 2` publishes them. No locked
+//!   instruction.
+//! - **Shared-shard writer**: loads `s`; if it is odd another writer is filling the slot and
 //!   this exemplar is dropped ([`ExemplarError::Contended`]). Otherwise a CAS `s → s + 1`
-//!   claims the slot (a lost CAS also drops the exemplar), a release fence orders the claim
-//!   before the data, the data words are stored (relaxed), and a release store of `s + 2`
-//!   publishes them. Dropping on contention is what "latest wins" allows: two exemplars
-//!   racing for one bucket at the same instant are equally recent, and keeping either one is
-//!   correct. It also means a writer never waits: no spinning, no lock on the hot path.
-//! - **Reader** (a scrape): an acquire load of the sequence; an odd or zero one is skipped;
-//!   then the data words (relaxed), an acquire fence, and the sequence again. Equal and even:
-//!   the copy is exactly one writer's exemplar (if a data load had seen a later writer's
-//!   store, the fence would make that writer's claim visible and the second load would
-//!   differ). Otherwise the reader retries, at most [`READ_ATTEMPTS`] times, and then leaves
-//!   the exemplar out of this scrape: it is being replaced right now, and the next scrape
-//!   shows the newer one. A torn exemplar is never exported.
+//!   claims the slot (a lost CAS also drops the exemplar), then as above. Dropping on
+//!   contention is what "latest wins" allows: two exemplars racing for one bucket at the same
+//!   instant are equally recent, and keeping either one is correct. A writer never waits: no
+//!   spinning, no lock on the hot path.
+//! - **Reader** (a scrape), per copy: an acquire load of the sequence; an odd or zero one is
+//!   skipped; then the data words (relaxed), an acquire fence, and the sequence again. Equal
+//!   and even: the copy is exactly one write's exemplar (if a data load had seen a later
+//!   write's store, the fence would make that write's odd sequence visible and the second
+//!   load would differ). Otherwise the reader retries, at most [`READ_ATTEMPTS`] times, and
+//!   then passes over this copy: it is being replaced right now, and the next scrape shows
+//!   the newer one. A torn exemplar is never exported.
+//! - **Which copy wins** ("latest" across shards): per-slot write counters of two shards are
+//!   not comparable, and a clock read or a shared counter bumped by every writer would cost
+//!   what the CAS did. Instead each read of a slot bumps the store's epoch (one relaxed
+//!   `fetch_add` per slot read, on the scrape side) and a writer stamps its exemplar with the
+//!   epoch it sees (a relaxed load of a word that only changes during scrapes). The copy with
+//!   the highest stamp wins: an exemplar recorded after a read of the slot beats every one
+//!   recorded before it. Copies with the same stamp were recorded between the same two reads,
+//!   equally recent at the resolution a scraper can observe; of those the later exemplar
+//!   timestamp wins, then the higher shard. So "latest wins" means: at scrape resolution,
+//!   and exactly within one shard.
 //!
 //! Every data word is an atomic, so there is no data race in the Rust sense and the
-//! protocol can be model-checked (`loom-models/tests/exemplar_slot.rs`).
+//! protocol can be model-checked (`loom-models/tests/exemplar_slot.rs`: the try-lock writers,
+//! and single writers on two shards merged by a reader, each with a broken twin).
 //!
 //! # Costs
 //!
 //! Families without exemplars have no slots (`exemplars_per_series` is 0) and their handles
 //! never look at them: the `exemplar` index of a handle sits in padding the handle already
-//! had, so handles keep their size. A slot is [`SLOT_WORDS`] × 8 = 288 bytes, allocated with
-//! the store as zero pages (resident only once written). Recording one exemplar is a length
-//! check, a CAS, relaxed stores of the words it fills (value, timestamp, length and, for a
-//! 32-digit trace id and a 16-digit span id, nine label words) and a release store: no
-//! allocation, no syscall. The label words are built in a register from the names' and
-//! values' bytes (8-byte loads, shifted into place) and stored once each; an earlier version
-//! encoded into a zeroed 256-byte stack buffer first and then copied it into the words, which
-//! cost about as much again as the rest of the exemplar (see BENCHMARKS.md).
+//! had, so handles keep their size. A slot is [`SLOT_WORDS`] × 8 = 288 bytes per shard that
+//! writes exemplars: a store's exemplar memory is slots × shards that recorded one × 288 B
+//! of address space, allocated as zero pages (resident only once written, so a thread that
+//! writes a few buckets touches a few pages). With 64 exclusive shards plus the shared one
+//! that bounds it at 65 × slots × 288 B; the threads alive at once bound it in practice.
 //!
-//! The remaining CAS is the try-lock that lets several threads write one slot. Per-shard slots
-//! (single writer, plain seqlock stores, merged by the scrape) would remove it; not done.
+//! Recording one exemplar on an exclusive shard is a length check, a thread-local load and a
+//! pointer load to find the shard's copy, relaxed stores of the words it fills (sequence,
+//! value, timestamp, length with stamp and, for a 32-digit trace id and a 16-digit span id,
+//! nine label words) and a release store: no locked instruction, no allocation, no syscall.
+//! The label words are built in a register from the names' and values' bytes (8-byte loads,
+//! shifted into place) and stored once each; an earlier version encoded into a zeroed
+//! 256-byte stack buffer first and then copied it into the words, and claimed every slot
+//! with a CAS: together most of the exemplar's cost (see BENCHMARKS.md). A scrape pays
+//! instead: one `fetch_add` and up to 65 copy reads per slot.
 //!
 //! The timestamp is optional and not taken by default: reading the wall clock cost more than
 //! the whole observation on the machines measured (see BENCHMARKS.md), and OpenMetrics and
