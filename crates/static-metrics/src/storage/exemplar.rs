@@ -498,9 +498,9 @@ impl ExemplarSlots {
     /// # Safety
     /// `copy` is a non-null pointer of this store's copies and `slot < self.slots`.
     #[inline(always)]
-    unsafe fn words(copy: *mut AtomicU64, slot: usize) -> &'static [AtomicU64; SLOT_WORDS] {
-        // SAFETY: a copy holds `slots * SLOT_WORDS` atomics and lives as long as the store
-        // (the caller's borrow of it bounds every use of the reference).
+    unsafe fn words(&self, copy: *mut AtomicU64, slot: usize) -> &[AtomicU64; SLOT_WORDS] {
+        // SAFETY: a copy holds `slots * SLOT_WORDS` atomics and is freed only when `self` is
+        // dropped, and the returned borrow of `self` ends before that.
         unsafe { &*(copy.add(slot * SLOT_WORDS) as *const [AtomicU64; SLOT_WORDS]) }
     }
 
@@ -525,7 +525,7 @@ impl ExemplarSlots {
             return self.record_on(shard::current(), slot, exemplar, value, len);
         }
         // SAFETY: non-null entries are this store's copies; `slot < self.slots`.
-        let w = unsafe { Self::words(p, slot) };
+        let w = unsafe { self.words(p, slot) };
         self.write_single(w, exemplar, value, len);
         Ok(())
     }
@@ -549,7 +549,7 @@ impl ExemplarSlots {
         };
         let p = self.copy(entry);
         // SAFETY: `copy` returns one of this store's copies; `slot < self.slots`.
-        let w = unsafe { Self::words(p, slot) };
+        let w = unsafe { self.words(p, slot) };
         if exclusive {
             self.write_single(w, exemplar, value, len);
             Ok(())
@@ -661,7 +661,7 @@ impl ExemplarSlots {
                 continue;
             }
             // SAFETY: non-null entries are this store's copies; `slot < self.slots`.
-            let w = unsafe { Self::words(p, slot) };
+            let w = unsafe { self.words(p, slot) };
             if !read_copy(w, &mut cand) {
                 continue;
             }
@@ -959,7 +959,7 @@ mod tests {
                 &self.shared
             };
             // SAFETY: `copy` returns one of this store's copies; tests pass `slot < slots`.
-            unsafe { Self::words(self.copy(entry), slot) }
+            unsafe { self.words(self.copy(entry), slot) }
         }
 
         fn record_as(
