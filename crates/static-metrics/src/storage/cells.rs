@@ -82,9 +82,9 @@ pub struct ShardedCells {
     slabs: [AtomicPtr<AtomicU64>; TABLE_SLOTS],
     /// Slab of the shared shard (threads beyond the exclusive shards, `fetch_add`).
     shared: AtomicPtr<AtomicU64>,
-    /// The exemplar slots of the families that declare them (not sharded: one latest-wins
-    /// slot per series or bucket). Kept here so that handles, which already hold a reference
-    /// to these cells, reach them without growing.
+    /// The exemplar slots of the families that declare them (one latest-wins slot per series
+    /// or bucket, one copy per shard that writes exemplars). Kept here so that handles, which
+    /// already hold a reference to these cells, reach them without growing.
     exemplars: ExemplarSlots,
 }
 

@@ -313,7 +313,9 @@ pub enum ExemplarError {
     /// A label name appears twice.
     DuplicateLabelName,
     /// Another thread was writing this bucket's exemplar at the same instant; its exemplar is
-    /// kept (equally recent: "latest wins" allows either). Not a fault.
+    /// kept (equally recent: "latest wins" allows either). Not a fault. Only threads on the
+    /// shared shard (beyond the exclusive shards) can see it: the others write a copy of
+    /// their own.
     Contended,
     /// The family does not declare `exemplars = true` (or the handle is a no-op).
     NotDeclared,
