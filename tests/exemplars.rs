@@ -515,6 +515,100 @@ fn concurrent_writers_and_a_scraper_never_see_a_torn_exemplar() {
     );
 }
 
+/// Threads beyond the exclusive shards share one copy of the slots and claim it with a CAS:
+/// with every exclusive shard held, three writers land on the shared shard, race one
+/// counter's exemplar (dropping theirs on contention) and a scraper never sees a torn one.
+#[test]
+fn writers_on_the_shared_shard_never_tear_an_exemplar() {
+    use elastickv_metrics::storage::shard::{self, SHARED};
+    const WRITES: u64 = 5_000;
+    let store = Store::new(&TEST_SCHEMA);
+    // Holders keep their shard until the gate opens; threads are spawned until three of them
+    // find no exclusive shard left (bounded: the pool has a fixed number of shards).
+    let gate = Arc::new(std::sync::RwLock::new(()));
+    let closed = gate.write().unwrap();
+    let (mut holders, mut writers) = (Vec::new(), Vec::new());
+    let go = Arc::new(AtomicBool::new(false));
+    for _ in 0..4 * shard::SHARD_SLOTS {
+        if writers.len() == 3 {
+            break;
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (gate, go) = (gate.clone(), go.clone());
+        let t = std::thread::spawn(move || {
+            let shared = shard::current() == SHARED;
+            tx.send(shared).unwrap();
+            if !shared {
+                drop(gate.read());
+                return 0;
+            }
+            while !go.load(Ordering::Acquire) {
+                std::thread::yield_now();
+            }
+            let c = store.counter(series(COUNTER));
+            let mut kept = 0u64;
+            for i in 0..WRITES {
+                let v = i * 7919 + 1;
+                let trace = format!("{v}");
+                let span = "z".repeat((v % 50) as usize);
+                match c.inc_by_with_exemplar(v, &Exemplar::trace(&trace, &span).at_unix_nanos(v)) {
+                    Ok(()) => kept += 1,
+                    Err(ExemplarError::Contended) => {}
+                    Err(other) => panic!("{other}"),
+                }
+            }
+            kept
+        });
+        if rx.recv().unwrap() {
+            writers.push(t);
+        } else {
+            holders.push(t);
+        }
+    }
+    assert_eq!(writers.len(), 3, "no thread reached the shared shard");
+    go.store(true, Ordering::Release);
+    let mut snapshot = Snapshot::new();
+    let mut seen = 0u64;
+    while writers.iter().any(|w| !w.is_finished()) {
+        snapshot.capture(store);
+        let snap = snapshot.family(0).unwrap();
+        for e in &snap.exemplars {
+            let pairs: Vec<_> = e.pairs(&snap.exemplar_labels).collect();
+            let v: u64 = pairs[0].1.parse().expect("a whole trace id");
+            assert_eq!(e.exemplar.timestamp, v, "timestamp of another exemplar");
+            assert_eq!(e.exemplar.value, v as f64);
+            assert_eq!(
+                pairs[1],
+                ("span_id", "z".repeat((v % 50) as usize).as_str())
+            );
+            seen += 1;
+        }
+    }
+    let kept: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
+    drop(closed);
+    for h in holders {
+        h.join().unwrap();
+    }
+    assert!(kept > 0, "every shared-shard exemplar was dropped");
+    let expected: u64 = (0..WRITES).map(|i| i * 7919 + 1).sum::<u64>() * 3;
+    assert_eq!(store.counter(series(COUNTER)).get(), expected);
+    // Quiet now: the exemplar left is a whole one some writer kept.
+    let om = openmetrics(store);
+    let line = lines_with(&om, "ex_requests_total")[0];
+    let trace = line
+        .split("trace_id=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let v: u64 = trace.parse().unwrap();
+    assert!(
+        v % 7919 == 1 && v / 7919 < WRITES,
+        "final exemplar {v} ({seen} seen)"
+    );
+}
+
 /// The real manifest: Redis latency declares exemplars. A request observed with one shows it
 /// on its bucket in OpenMetrics and protobuf; the text 0.0.4 exposition is byte-identical to
 /// the same requests observed without exemplars.

@@ -16,6 +16,16 @@
 //! keeps its exemplar, and once both are joined the slot holds the exemplar of a writer that
 //! reported it kept (latest wins, never a mix, never one that was dropped).
 //! Negative twin: a reader without the second sequence check returns a torn exemplar.
+//!
+//! Per-shard copies (`ExemplarSlots` keeps one copy of every slot per shard): a thread with a
+//! shard of its own is the copy's only writer and writes it without a claim: relaxed load of
+//! the sequence `s`, relaxed store `s + 1`, `fence(Release)`, the data words (the length word
+//! carrying the store's epoch, loaded relaxed, as a stamp), sequence `s + 2` with Release. The
+//! reader bumps the epoch, reads every copy as above and keeps the one with the highest
+//! stamp (ties: the later timestamp, then the higher shard). Invariants: every exemplar the
+//! merged read returns is whole; once the writers are joined it is the latest exemplar of one
+//! of the shards (never one a single writer overwrote). Negative twin: the single-writer copy
+//! read without the re-check is torn.
 
 #![cfg(loom)]
 
@@ -92,16 +102,17 @@ impl Slot {
             if s1 & 1 == 0 {
                 let value = self.w[VALUE].load(Ordering::Relaxed);
                 let ts = self.w[TIMESTAMP].load(Ordering::Relaxed);
-                let len = self.w[LEN]
-                    .load(Ordering::Relaxed)
-                    .min(8 * DATA_WORDS as u64);
+                // The whole length word (with the per-shard copies' stamp in its top bits);
+                // the length in its low bits is clamped before it sizes the copy.
+                let word = self.w[LEN].load(Ordering::Relaxed);
+                let len = (word & ((1 << STAMP_SHIFT) - 1)).min(8 * DATA_WORDS as u64);
                 let mut data = [0u64; DATA_WORDS];
                 for (i, d) in data.iter_mut().enumerate().take((len as usize).div_ceil(8)) {
                     *d = self.w[DATA + i].load(Ordering::Relaxed);
                 }
                 fence(Ordering::Acquire);
                 if !checked || self.w[SEQ].load(Ordering::Relaxed) == s1 {
-                    return Some((value, ts, len, data));
+                    return Some((value, ts, word, data));
                 }
             }
             thread::yield_now();
@@ -200,6 +211,119 @@ fn broken_unchecked_read_sees_a_torn_exemplar() {
         "exemplar slot (broken: no sequence re-check)",
         TWIN_BOUND,
         move || race(false, Some(t.clone()), Reached::new()),
+    );
+    assert!(torn.was_hit(), "the unchecked read was never torn");
+}
+
+/// The stamp's place in the length word (exemplar.rs `STAMP_SHIFT`).
+const STAMP_SHIFT: u32 = 16;
+
+/// Two shards' copies of one slot, and the store's epoch.
+struct Copies {
+    shards: [Slot; 2],
+    epoch: AtomicU64,
+}
+
+impl Copies {
+    fn new() -> Copies {
+        Copies {
+            shards: [Slot::new(), Slot::new()],
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    /// exemplar.rs `write_single`: `shard`'s only writer records exemplar `id`.
+    fn record_single(&self, shard: usize, id: u64) {
+        let w = &self.shards[shard].w;
+        let (value, ts, len, data) = Slot::exemplar(id);
+        let s = w[SEQ].load(Ordering::Relaxed);
+        w[SEQ].store(s | 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        let stamp = self.epoch.load(Ordering::Relaxed) << STAMP_SHIFT;
+        w[VALUE].store(value, Ordering::Relaxed);
+        w[TIMESTAMP].store(ts, Ordering::Relaxed);
+        w[LEN].store(len | stamp, Ordering::Relaxed);
+        for (i, d) in data.iter().enumerate().take((len as usize).div_ceil(8)) {
+            w[DATA + i].store(*d, Ordering::Relaxed);
+        }
+        w[SEQ].store(s + 2, Ordering::Release);
+    }
+
+    /// exemplar.rs `read`: the copy with the highest (stamp, timestamp), the later shard on
+    /// a tie; the length word is split back into length and stamp.
+    fn read(&self, checked: bool) -> Option<Read> {
+        self.epoch.fetch_add(1, Ordering::Relaxed);
+        let mut best: Option<(u64, Read)> = None;
+        for copy in &self.shards {
+            let Some((value, ts, word, data)) = copy.read(checked) else {
+                continue;
+            };
+            let stamp = word >> STAMP_SHIFT;
+            let c = (value, ts, word & ((1 << STAMP_SHIFT) - 1), data);
+            if best.is_none_or(|(bs, b)| (stamp, ts) >= (bs, b.1)) {
+                best = Some((stamp, c));
+            }
+        }
+        best.map(|(_, c)| c)
+    }
+}
+
+/// Shard 0 holds exemplar 3; its writer replaces it with 1 while shard 1's writer records 2
+/// and a reader merges the two copies.
+fn single_writers(checked: bool, torn: Option<Reached>) {
+    let copies = Arc::new(Copies::new());
+    copies.record_single(0, 3);
+    let writers: Vec<_> = [(0usize, 1u64), (1, 2)]
+        .into_iter()
+        .map(|(shard, id)| {
+            let copies = copies.clone();
+            thread::spawn(move || copies.record_single(shard, id))
+        })
+        .collect();
+    let seen = if checked {
+        copies.read(true)
+    } else {
+        copies.shards[0].read(false)
+    };
+    for w in writers {
+        w.join().unwrap();
+    }
+    if let Some(c) = &seen {
+        match &torn {
+            None => assert!(whole(c), "torn exemplar {c:?}"),
+            Some(t) if !whole(c) => t.hit(),
+            Some(_) => {}
+        }
+    }
+    if torn.is_none() {
+        let last = copies.read(true).expect("quiet copies read");
+        assert!(whole(&last), "torn final exemplar {last:?}");
+        assert!(
+            last.0 == 1 || last.0 == 2,
+            "final exemplar {} is not a shard's latest",
+            last.0
+        );
+    }
+}
+
+#[test]
+fn single_writer_copies_merged_by_a_reader_are_never_torn() {
+    check(
+        "exemplar copies: two single writers on two shards vs a merging reader",
+        BOUND,
+        || single_writers(true, None),
+    );
+}
+
+/// Negative twin: a single writer's copy read without the sequence re-check is torn.
+#[test]
+fn broken_unchecked_single_writer_read_sees_a_torn_exemplar() {
+    let torn = Reached::new();
+    let t = torn.clone();
+    check(
+        "exemplar copies (broken: no sequence re-check)",
+        TWIN_BOUND,
+        move || single_writers(false, Some(t.clone())),
     );
     assert!(torn.was_hit(), "the unchecked read was never torn");
 }

@@ -50,7 +50,7 @@ fn layout(len: usize) -> Layout {
     Layout::array::<AtomicU64>(len.max(1)).expect("cell array size overflows")
 }
 
-fn alloc_cells(len: usize) -> *mut AtomicU64 {
+pub(super) fn alloc_cells(len: usize) -> *mut AtomicU64 {
     let layout = layout(len);
     // SAFETY: the layout has a non-zero size; all-zero bytes are a valid `AtomicU64`.
     let p = unsafe { alloc_zeroed(layout) } as *mut AtomicU64;
@@ -60,7 +60,7 @@ fn alloc_cells(len: usize) -> *mut AtomicU64 {
     p
 }
 
-fn free_cells(p: *mut AtomicU64, len: usize) {
+pub(super) fn free_cells(p: *mut AtomicU64, len: usize) {
     // SAFETY: `p` came from `alloc_cells(len)` and is freed once.
     unsafe { dealloc(p as *mut u8, layout(len)) }
 }
@@ -82,9 +82,9 @@ pub struct ShardedCells {
     slabs: [AtomicPtr<AtomicU64>; TABLE_SLOTS],
     /// Slab of the shared shard (threads beyond the exclusive shards, `fetch_add`).
     shared: AtomicPtr<AtomicU64>,
-    /// The exemplar slots of the families that declare them (not sharded: one latest-wins
-    /// slot per series or bucket). Kept here so that handles, which already hold a reference
-    /// to these cells, reach them without growing.
+    /// The exemplar slots of the families that declare them (one latest-wins slot per series
+    /// or bucket, one copy per shard that writes exemplars). Kept here so that handles, which
+    /// already hold a reference to these cells, reach them without growing.
     exemplars: ExemplarSlots,
 }
 
