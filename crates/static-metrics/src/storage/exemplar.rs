@@ -77,7 +77,7 @@
 
 use std::fmt;
 use std::ptr;
-use std::sync::atomic::{fence, AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crossbeam_utils::CachePadded;
@@ -460,6 +460,9 @@ pub struct ExemplarSlots {
     /// Bumped by every read of a slot; writers stamp their exemplar with it, and the read
     /// keeps the copy with the highest stamp (see [`read`](Self::read)).
     epoch: CachePadded<AtomicU64>,
+    /// Copies allocated so far: a scrape of a store where no thread recorded an exemplar
+    /// skips every slot without walking the 65 copy pointers or bumping the epoch.
+    installed: AtomicUsize,
 }
 
 /// The stamp shares the length word: the length needs 9 bits, the stamp gets the top 48.
@@ -474,6 +477,7 @@ impl ExemplarSlots {
             copies: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
             shared: AtomicPtr::new(ptr::null_mut()),
             epoch: CachePadded::new(AtomicU64::new(0)),
+            installed: AtomicUsize::new(0),
         }
     }
 
@@ -568,7 +572,11 @@ impl ExemplarSlots {
         }
         let fresh = alloc_cells(self.slots * SLOT_WORDS);
         match entry.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => fresh,
+            Ok(_) => {
+                // Release: a read that sees the count sees the copy's pointer too.
+                self.installed.fetch_add(1, Ordering::Release);
+                fresh
+            }
             Err(winner) => {
                 // Only the shared shard has several writers that can race here.
                 free_cells(fresh, self.slots * SLOT_WORDS);
@@ -651,7 +659,7 @@ impl ExemplarSlots {
     /// equally recent at scrape resolution) the one with the later timestamp wins, then the
     /// higher shard. Each shard's copy is itself latest-wins.
     pub fn read(&self, slot: usize, labels: &mut Vec<u8>) -> Option<StoredExemplar> {
-        if slot >= self.slots {
+        if slot >= self.slots || self.installed.load(Ordering::Acquire) == 0 {
             return None;
         }
         self.epoch.fetch_add(1, Ordering::Relaxed);
