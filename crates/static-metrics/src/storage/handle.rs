@@ -290,32 +290,27 @@ impl Histogram {
     /// durations), so it always lies in its bucket.
     ///
     /// The observation is always recorded; the result only says whether the exemplar was
-    /// kept (see [`ExemplarError`]). The observation path itself is the unchanged
-    /// [`observe`](Self::observe): the bucket is searched a second time for the slot, which
-    /// keeps the exemplar cost out of the plain path entirely.
+    /// kept (see [`ExemplarError`]). It shares [`observe`](Self::observe)'s cell update,
+    /// whose bucket search also gives the exemplar's slot; the plain path is unchanged.
     #[inline]
     pub fn observe_with_exemplar(
         self,
         v: u64,
         exemplar: &Exemplar<'_>,
     ) -> Result<(), ExemplarError> {
-        self.observe(v);
-        match (self.cells, self.exemplar) {
-            (Some(cells), first) if first != 0 => {
-                let desc = self.desc;
-                let bucket = if desc.classic {
-                    bucket_of(desc.bounds, v)
-                } else {
-                    0
-                };
-                cells.exemplars().record(
-                    first as usize - 1 + bucket,
-                    exemplar,
-                    v as f64 / desc.scale(),
-                )
-            }
-            _ => Err(ExemplarError::NotDeclared),
+        let Some(cells) = self.cells else {
+            return Err(ExemplarError::NotDeclared);
+        };
+        // One bucket search serves the observation and the exemplar's slot.
+        let bucket = self.record(cells, v);
+        if self.exemplar == 0 {
+            return Err(ExemplarError::NotDeclared);
         }
+        cells.exemplars().record(
+            self.exemplar as usize - 1 + bucket,
+            exemplar,
+            v as f64 / self.desc.scale(),
+        )
     }
 
     /// [`observe_with_exemplar`](Self::observe_with_exemplar) of a duration (saturating).
@@ -340,20 +335,33 @@ impl Histogram {
     #[inline]
     pub fn observe(self, v: u64) {
         if let Some(cells) = self.cells {
-            let desc = self.desc;
-            let base = self.base as usize;
-            let sum = base + desc.sum_offset();
-            match self.native {
-                // Upper-inclusive buckets: the first bound >= v; past the last bound is `+Inf`.
-                None => cells.observe(base + bucket_of(desc.bounds, v), sum, v),
-                Some(native) => {
-                    let cell = base + desc.native_offset() + native.cell(v, bucket_of);
-                    if desc.classic {
-                        let bucket = base + bucket_of(desc.bounds, v);
-                        cells.observe2(bucket, cell, sum, v);
-                    } else {
-                        cells.observe(cell, sum, v);
-                    }
+            self.record(cells, v);
+        }
+    }
+
+    /// Adds `v` to its cells and returns its classic bucket's index (0 for a native-only
+    /// family), which is the bucket's exemplar slot within the series.
+    #[inline(always)]
+    fn record(self, cells: &'static ShardedCells, v: u64) -> usize {
+        let desc = self.desc;
+        let base = self.base as usize;
+        let sum = base + desc.sum_offset();
+        match self.native {
+            // Upper-inclusive buckets: the first bound >= v; past the last bound is `+Inf`.
+            None => {
+                let bucket = bucket_of(desc.bounds, v);
+                cells.observe(base + bucket, sum, v);
+                bucket
+            }
+            Some(native) => {
+                let cell = base + desc.native_offset() + native.cell(v, bucket_of);
+                if desc.classic {
+                    let bucket = bucket_of(desc.bounds, v);
+                    cells.observe2(base + bucket, cell, sum, v);
+                    bucket
+                } else {
+                    cells.observe(cell, sum, v);
+                    0
                 }
             }
         }
