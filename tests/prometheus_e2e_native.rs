@@ -7,17 +7,14 @@
 //! Prometheus still stores the classic buckets with the exact count.
 //!
 //! Needs `prometheus` on the PATH (or `PROMETHEUS_BIN`); skipped with a notice otherwise, except
-//! under CI. The helpers are those of tests/prometheus_e2e.rs.
+//! under CI. Helpers: `tests/e2e_support/`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+#[path = "e2e_support/mod.rs"]
+mod e2e_support;
 
-const TOKEN: &str = "e2e-secret-token";
-const NODE_ID: &str = "e2e-native";
-const NODE_ADDRESS: &str = "127.0.0.1:50051";
+use std::time::Duration;
+
+use e2e_support::*;
 
 /// Instant query `q`; the raw JSON body, if Prometheus answered.
 fn ask(prometheus: &str, q: &str) -> Option<String> {
@@ -27,207 +24,6 @@ fn ask(prometheus: &str, q: &str) -> Option<String> {
         "",
     )?;
     (status == 200).then_some(body)
-}
-
-/// A child process killed (and reaped) when dropped, so failures never leak processes.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A temporary directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "elastickv-e2e-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).expect("creating the temporary directory");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Finds a tool on the PATH (or in `env_var`); `None` means skip (outside CI).
-fn tool(name: &str, env_var: &str) -> Option<PathBuf> {
-    let found = std::env::var_os(env_var).map(PathBuf::from).or_else(|| {
-        std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|p| p.join(name))
-                .find(|p| p.is_file())
-        })
-    });
-    if found.is_none() {
-        if std::env::var_os("CI").is_some() {
-            panic!(
-                "`{name}` is required under CI for the end-to-end test: apt-get install prometheus"
-            );
-        }
-        println!("SKIPPED: `{name}` is not installed; install it (apt-get install prometheus) or set {env_var} to run the real-Prometheus end-to-end test");
-    }
-    found
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_node(extra: &[&str]) -> (Process, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_elastickv-metrics"))
-        .args(["--metrics-address", "127.0.0.1:0", "--pprof-address", ""])
-        .args([
-            "--metrics-token",
-            TOKEN,
-            "--node-id",
-            NODE_ID,
-            "--node-address",
-            NODE_ADDRESS,
-        ])
-        .args(["--poll-interval", "1s", "--rate", "2000"])
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("starting the demo node");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let address = loop {
-        let line = lines.next().expect("the node prints its address").unwrap();
-        if let Some(rest) = line.trim().strip_prefix("metrics: http://") {
-            break rest.trim_end_matches("/metrics").to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (Process(child), address)
-}
-
-fn start_prometheus(bin: &Path, dir: &Path, target: &str, flags: &[&str]) -> (Process, String) {
-    let config = format!(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: elastickv\n    metrics_path: /metrics\n    authorization:\n      type: Bearer\n      credentials: {TOKEN}\n    static_configs:\n      - targets: ['{target}']\n"
-    );
-    let config_path = dir.join("prometheus.yml");
-    std::fs::write(&config_path, config).unwrap();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-    let child = Command::new(bin)
-        .arg(format!("--config.file={}", config_path.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address={listen}"))
-        .arg("--web.enable-lifecycle")
-        .args(flags)
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("starting prometheus");
-    (Process(child), listen)
-}
-
-/// GET `path` from `address`; returns (status, body).
-fn http_get(address: &str, path: &str, headers: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(address).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\n{headers}Connection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).ok()?;
-    let response = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    let status = head.get(9..12)?.parse().ok()?;
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    Some((status, body))
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if size == 0 || rest.len() < size {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = rest.get(size + 2..).unwrap_or("");
-    }
-    out
-}
-
-fn encode_query(q: &str) -> String {
-    let mut out = String::new();
-    for b in q.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
-/// The `"value":[<ts>,"<v>"]` numbers of a query result.
-fn values(json: &str) -> Vec<f64> {
-    json.split("\"value\":[")
-        .skip(1)
-        .filter_map(|rest| {
-            let v = rest.split(',').nth(1)?;
-            let v = v.trim().trim_start_matches('"');
-            let end = v.find('"')?;
-            let text = &v[..end];
-            match text {
-                "+Inf" => Some(f64::INFINITY),
-                "-Inf" => Some(f64::NEG_INFINITY),
-                "NaN" => Some(f64::NAN),
-                t => t.parse().ok(),
-            }
-        })
-        .collect()
-}
-
-fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 /// The demo node's known latencies (src/node/mod.rs `known_latencies`), in seconds as stored.
@@ -257,13 +53,13 @@ fn prometheus_reads_native_histograms_over_protobuf_and_classic_without_the_flag
     let classic_dir = dir.0.join("classic");
     std::fs::create_dir_all(&native_dir).unwrap();
     std::fs::create_dir_all(&classic_dir).unwrap();
-    let (_native, native) = start_prometheus(
+    let (_native, native) = start_prometheus_with_flags(
         &bin,
         &native_dir,
         &target,
         &["--enable-feature=native-histograms,exemplar-storage"],
     );
-    let (_classic, classic) = start_prometheus(&bin, &classic_dir, &target, &[]);
+    let (_classic, classic) = start_prometheus_with_flags(&bin, &classic_dir, &target, &[]);
 
     // Both have stored the empty series (a baseline for rate) before anything is observed.
     wait_for(

@@ -1,5 +1,6 @@
-//! Helpers shared by the real-Prometheus end-to-end tests that came after
-//! tests/prometheus_e2e.rs: start the demo node and Prometheus, query its HTTP API.
+//! Helpers shared by the real-Prometheus end-to-end tests (tests/prometheus_e2e*.rs but the
+//! TLS one, which starts its node differently): start the demo node and Prometheus, query its
+//! HTTP API.
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
@@ -109,30 +110,7 @@ pub fn start_prometheus(
     target: &str,
     rules: Option<&Path>,
 ) -> (Process, String) {
-    let rule_files = rules
-        .map(|r| format!("rule_files:\n  - '{}'\n", r.display()))
-        .unwrap_or_default();
-    let config = format!(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n{rule_files}scrape_configs:\n  - job_name: elastickv\n    metrics_path: /metrics\n    authorization:\n      type: Bearer\n      credentials: {TOKEN}\n    static_configs:\n      - targets: ['{target}']\n"
-    );
-    let config_path = dir.join("prometheus.yml");
-    std::fs::write(&config_path, config).unwrap();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-    let child = Command::new(bin)
-        .arg(format!("--config.file={}", config_path.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address={listen}"))
-        .arg("--web.enable-lifecycle")
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("starting prometheus");
-    (Process(child), listen)
+    launch_prometheus(bin, dir, target, rules, &[])
 }
 
 /// GET `path` from `address`; returns (status, body).
@@ -250,8 +228,23 @@ pub fn start_prometheus_with_flags(
     target: &str,
     flags: &[&str],
 ) -> (Process, String) {
+    launch_prometheus(bin, dir, target, None, flags)
+}
+
+/// Prometheus scraping `target` every second with the bearer token, its config, data and log
+/// in `dir`, listening on a free loopback port.
+fn launch_prometheus(
+    bin: &Path,
+    dir: &Path,
+    target: &str,
+    rules: Option<&Path>,
+    flags: &[&str],
+) -> (Process, String) {
+    let rule_files = rules
+        .map(|r| format!("rule_files:\n  - '{}'\n", r.display()))
+        .unwrap_or_default();
     let config = format!(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: elastickv\n    metrics_path: /metrics\n    authorization:\n      type: Bearer\n      credentials: {TOKEN}\n    static_configs:\n      - targets: ['{target}']\n"
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n{rule_files}scrape_configs:\n  - job_name: elastickv\n    metrics_path: /metrics\n    authorization:\n      type: Bearer\n      credentials: {TOKEN}\n    static_configs:\n      - targets: ['{target}']\n"
     );
     let config_path = dir.join("prometheus.yml");
     std::fs::write(&config_path, config).unwrap();
@@ -264,6 +257,7 @@ pub fn start_prometheus_with_flags(
             dir.join("data").display()
         ))
         .arg(format!("--web.listen-address={listen}"))
+        .arg("--web.enable-lifecycle")
         .args(flags)
         .stdout(log.try_clone().unwrap())
         .stderr(log)
